@@ -1,0 +1,27 @@
+# Two commands do everything: `make demo` (the main job) and `make test` (the test suite).
+# Each creates the local virtual environment .venv from requirements.txt on first use.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-requirements
+
+.PHONY: demo test venv clean-venv
+
+$(STAMP): requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) tokenizer.py --preset demo
+	$(PY) dataset.py --preset demo
+	$(PY) model.py --preset demo
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+clean-venv:
+	rm -rf $(VENV)
