@@ -1,0 +1,291 @@
+"""The network: a GPT-2-style decoder on `torch.nn.MultiheadAttention` (course template, Fig. 4).
+
+    python model.py                  # sanity checks of the default 36,261,920-parameter model
+    python model.py --preset tiny    # the same checks on the tiny CPU model
+
+The checks assert (they do not just print): the parameter count, the output shape, an untrained
+loss near ln(vocab_size), that no information flows from future tokens, and that padding does not
+change the logits of real positions. They run offline on the built-in generated corpus unless
+--dataset names another source.
+
+Module and buffer names are the template's (and the course reference's), so checkpoints trained
+with the template load here, including those saved from a `torch.compile`d model whose keys
+carry `_orig_mod.`.
+"""
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def sinusoidal_table(max_len, embed_size):
+    """The sinusoidal positional encoding of "Attention Is All You Need", shape (max_len, embed).
+
+    PE[pos, 2i] = sin(pos / 10000^(2i/d)),  PE[pos, 2i+1] = cos(pos / 10000^(2i/d)).
+    >>> sinusoidal_table(2, 4)[1]
+    tensor([0.8415, 0.5403, 0.0100, 0.9999])
+    """
+    position = torch.arange(max_len, dtype=torch.float64).unsqueeze(1)  # (T, 1)
+    frequency = torch.exp(torch.arange(0, embed_size, 2, dtype=torch.float64)
+                          * (-math.log(10000.0) / embed_size))  # (ceil(d/2),)
+    angles = position * frequency  # (T, ceil(d/2))
+    table = torch.zeros(max_len, embed_size, dtype=torch.float64)
+    table[:, 0::2] = torch.sin(angles)
+    table[:, 1::2] = torch.cos(angles[:, : embed_size // 2])  # odd d has one cosine fewer
+    return table.float()
+
+
+class PositionalEncoding(nn.Module):
+    """Adds the fixed sinusoidal table to token embeddings (computed once, no loops)."""
+
+    def __init__(self, embed_size, max_len):
+        super().__init__()
+        # Persistent, as in the template, so the key pos_encoder.positional_encoding is in
+        # template checkpoints; a loader hook accepts it in (max_len, d) or (1, max_len, d).
+        self.register_buffer("positional_encoding", sinusoidal_table(max_len, embed_size))
+        self.register_load_state_dict_pre_hook(_reshape_positional_encoding)
+
+    def forward(self, x):
+        # x: (B, T, C)
+        return x + self.positional_encoding[: x.size(1)].to(x.dtype)  # (B, T, C)
+
+
+def _reshape_positional_encoding(module, state_dict, prefix, *args):
+    key = prefix + "positional_encoding"
+    ours = module.positional_encoding
+    if key in state_dict and state_dict[key].shape != ours.shape and state_dict[key].numel() == ours.numel():
+        state_dict[key] = state_dict[key].reshape(ours.shape)
+
+
+class DecoderBlock(nn.Module):
+    """One block of the assignment's Fig. 4 ("GPT-2 style"):
+
+        h   = LN2(x + Dropout(MHA(LN1(x))))
+        out = h + Dropout(MLP(h)),   MLP = Linear(d, 4d) -> GELU -> Linear(4d, d)
+    """
+
+    def __init__(self, embed_size, num_heads, dropout):
+        super().__init__()
+        self.attention = nn.MultiheadAttention(embed_size, num_heads, batch_first=True)
+        self.norm1 = nn.LayerNorm(embed_size)
+        self.norm2 = nn.LayerNorm(embed_size)
+        self.ffn = nn.Sequential(
+            nn.Linear(embed_size, 4 * embed_size),
+            nn.GELU(),
+            nn.Linear(4 * embed_size, embed_size),
+        )
+        self.dropout1 = nn.Dropout(dropout)
+        self.dropout2 = nn.Dropout(dropout)
+
+    def forward(self, x, attn_mask, padding_mask=None):
+        # x: (B, T, C); attn_mask: (T, T) bool, True = may not attend (future);
+        # padding_mask: (B, T) bool, True = [PAD] key to ignore, or None at inference.
+        # note: both masks must be bool; a float mask is *added* to the scores (template pitfall).
+        normed = self.norm1(x)
+        attended, _ = self.attention(normed, normed, normed, attn_mask=attn_mask,
+                                     key_padding_mask=padding_mask, need_weights=False,
+                                     is_causal=True)  # (B, T, C)
+        h = self.norm2(x + self.dropout1(attended))  # (B, T, C)
+        return h + self.dropout2(self.ffn(h))  # (B, T, C)
+
+
+class TransformerModel(nn.Module):
+    """Token embedding + positional encoding -> decoder blocks -> logits over the vocabulary."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.embed_size = config.embed_size
+        self.num_layers = config.num_layers
+        self.vocab_size = config.vocab_size
+        self.max_len = config.max_len
+        self.dropout_p = config.dropout_p
+        self.num_heads = config.num_heads
+        self.device = config.device
+
+        self.embedding = nn.Embedding(self.vocab_size, self.embed_size)
+        self.pos_encoder = PositionalEncoding(self.embed_size, self.max_len)
+        self.dropout = nn.Dropout(self.dropout_p)
+        self.layers = nn.ModuleList(
+            DecoderBlock(self.embed_size, self.num_heads, self.dropout_p)
+            for _ in range(self.num_layers)
+        )
+        self.fc_out = nn.Linear(self.embed_size, self.vocab_size)
+        self.register_buffer("causal_mask", self.generate_causal_mask(self.max_len))
+        self.register_load_state_dict_pre_hook(_strip_wrapper_prefixes)
+
+    def forward(self, x, padding_mask=None):
+        # x: (B, T) token ids; padding_mask: (B, T) bool, True at [PAD], or None.
+        seq_len = x.size(1)
+        if seq_len > self.max_len:
+            raise ValueError(f"sequence of {seq_len} tokens is longer than max_len={self.max_len}")
+        attn_mask = self.causal_mask[:seq_len, :seq_len]  # (T, T)
+        x = self.dropout(self.pos_encoder(self.embedding(x)))  # (B, T, C)
+        for layer in self.layers:
+            x = layer(x, attn_mask, padding_mask)  # (B, T, C)
+        return self.fc_out(x)  # (B, T, vocab)
+
+    @staticmethod
+    def generate_causal_mask(seq_len):
+        """(seq_len, seq_len) bool, True strictly above the diagonal = "may not attend".
+
+        >>> TransformerModel.generate_causal_mask(3)
+        tensor([[False,  True,  True],
+                [False, False,  True],
+                [False, False, False]])
+        """
+        return torch.triu(torch.ones(seq_len, seq_len), diagonal=1).bool()
+
+
+WRAPPER_PREFIXES = ("_orig_mod.", "module.")  # torch.compile, DistributedDataParallel
+
+
+def _strip_wrapper_prefixes(module, state_dict, prefix, *args):
+    """Let checkpoints of compiled (template train.py) or DDP-wrapped models load directly."""
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        rest = key[len(prefix):]
+        while rest.startswith(WRAPPER_PREFIXES):
+            rest = rest.split(".", 1)[1]
+        if prefix + rest != key:
+            state_dict[prefix + rest] = state_dict.pop(key)
+
+
+def expected_num_params(config):
+    """Closed-form parameter count of TransformerModel(config).
+
+    >>> from config import make_config; expected_num_params(make_config())
+    36261920
+    """
+    d, v, L = config.embed_size, config.vocab_size, config.num_layers
+    attention = 3 * d * d + 3 * d + d * d + d  # in_proj + out_proj, with biases
+    mlp = d * 4 * d + 4 * d + 4 * d * d + d
+    norms = 2 * 2 * d
+    return v * d + (d * v + v) + L * (attention + mlp + norms)
+
+
+# ----------------------------------------------------------------------------------------------
+# Sanity checks (`python model.py`): each one asserts.
+
+def check_model(model, config, source, target, padding_mask, pad_id):
+    """Run every sanity check on an untrained `model` with one (1, T) example; return a report."""
+    from utils import get_num_params
+
+    report = {}
+    n_params = get_num_params(model)
+    assert n_params == expected_num_params(config), (n_params, expected_num_params(config))
+    report["parameters"] = n_params
+
+    model.eval()
+    with torch.no_grad():
+        logits = model(source, padding_mask)
+        assert logits.shape == (*source.shape, config.vocab_size), logits.shape
+        report["output shape"] = tuple(logits.shape)
+
+        loss = F.cross_entropy(logits.transpose(1, 2), target).item()
+        # An untrained model is close to uniform, so the loss is near ln(vocab_size).
+        assert abs(loss - math.log(config.vocab_size)) < 1.5, (loss, math.log(config.vocab_size))
+        report["untrained loss"] = loss
+
+        report["future leak"] = _max_future_leak(model, source)
+        assert report["future leak"] < 1e-4, report["future leak"]
+        report["padding effect"] = _max_padding_effect(model, source, padding_mask, pad_id)
+        assert report["padding effect"] < 1e-4, report["padding effect"]
+    return report
+
+
+def _max_future_leak(model, source):
+    """Largest change of logits at positions <= t when tokens after t change, over several t.
+
+    Checked with and without a padding mask: with none, nn.MultiheadAttention honours the
+    is_causal hint and never reads attn_mask, so a broken mask only shows with a padding mask.
+    """
+    no_padding = torch.zeros_like(source, dtype=torch.bool)
+    worst = 0.0
+    for padding_mask in (None, no_padding):
+        base = model(source, padding_mask)
+        for t in range(0, source.size(1) - 1, max(1, (source.size(1) - 1) // 8)):
+            changed = source.clone()
+            changed[0, t + 1:] = (changed[0, t + 1:] + 1) % model.vocab_size
+            out = model(changed, padding_mask)
+            worst = max(worst, (out[0, : t + 1] - base[0, : t + 1]).abs().max().item())
+    return worst
+
+
+def _max_padding_effect(model, source, padding_mask, pad_id):
+    """Largest change of real positions' logits when the example is padded (or padded further)."""
+    real = source[:, : int((~padding_mask).sum())] if padding_mask is not None else source
+    n = real.size(1)
+    base = model(real)
+    extra = model.max_len - n
+    if extra == 0:  # no room to pad: compare against a shorter, padded version instead
+        real, n, extra = real[:, :-1], n - 1, 1
+        base = model(real)
+    padded = torch.cat([real, torch.full((1, extra), pad_id, dtype=real.dtype)], dim=1)
+    mask = torch.arange(model.max_len).unsqueeze(0) >= n
+    out = model(padded, mask)
+    return (out[0, :n] - base[0, :n]).abs().max().item()
+
+
+def main():
+    import argparse
+
+    from config import parse_cli
+    from utils import get_num_params, print_config, seed_everything
+
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    config, args = parse_cli(parser=parser)
+    print_config(config)
+    seed_everything(config.seed)
+    model = TransformerModel(config)
+    print(f"Number of parameters in the model: {get_num_params(model):,}")
+
+    # The checks are about the model, so they use the built-in corpus unless --dataset is given.
+    dataset = _example_dataset(config, config.dataset if args.config_dataset else "builtin")
+    item = dataset[int(dataset.lengths.argmax())]  # the longest example exercises most positions
+    source, target, padding_mask = (t.unsqueeze(0) for t in item.values())
+    report = check_model(model, config, source, target, padding_mask, dataset.pad_id)
+    print(f"Output shape: {list(report['output shape'])}")
+    print(f"Untrained loss: {report['untrained loss']:.4f} "
+          f"(ln(vocab_size) = {math.log(config.vocab_size):.4f})")
+    print(f"Max logit change at positions <= t when tokens after t change: "
+          f"{report['future leak']:.2e}")
+    print(f"Max logit change of real positions when padded: {report['padding effect']:.2e}")
+    print("All model checks passed.")
+
+
+def _example_dataset(config, source):
+    """A small QADataset from `source`, with the saved tokenizer or a temporary one."""
+    import os
+
+    from data_sources import load_qa_pairs
+    from dataset import QADataset
+    from tokenizer import build_tokenizer, load_tokenizer, special_tokens
+    from utils import UserError
+
+    pairs = load_qa_pairs(source, config.split)
+    pairs.questions, pairs.answers = pairs.questions[:64], pairs.answers[:64]
+    if os.path.isfile(config.tokenizer_filename):
+        tokenizer = load_tokenizer(config)
+        print(f"Tokenizer: {config.tokenizer_filename}")
+    else:  # trained in memory, so `python model.py` needs no earlier step
+        from tokenizers import pre_tokenizers, trainers
+
+        tokenizer = build_tokenizer(config)
+        trainer = trainers.BpeTrainer(vocab_size=min(config.vocab_size, 1000),
+                                      special_tokens=special_tokens(config), show_progress=False,
+                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+        tokenizer.train_from_iterator(pairs.questions + pairs.answers, trainer=trainer)
+        print(f"Tokenizer: none at {config.tokenizer_filename}; trained a temporary one in memory")
+    if tokenizer.get_vocab_size() > config.vocab_size:
+        raise UserError(f"tokenizer {config.tokenizer_filename!r} has {tokenizer.get_vocab_size()} "
+                        f"tokens but config.vocab_size={config.vocab_size}; retrain it with "
+                        f"`python tokenizer.py --preset {config.preset} --retrain`")
+    return QADataset(config, tokenizer, pairs=pairs)
+
+
+if __name__ == "__main__":
+    from utils import run_main
+
+    run_main(main)

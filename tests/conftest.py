@@ -1,0 +1,54 @@
+"""Shared fixtures: everything hermetic and offline (a tiny tokenizer trained in memory)."""
+
+import os
+
+# Hermetic: never reach for the Hugging Face Hub, and fail fast if code tries to.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.pop("INF265_PRESET", None)
+
+import pytest  # noqa: E402
+from tokenizers import pre_tokenizers, trainers  # noqa: E402
+
+import config as config_module  # noqa: E402
+from config import make_config  # noqa: E402
+from tokenizer import build_tokenizer, protect_special_tokens, special_tokens  # noqa: E402
+
+CORPUS = [
+    "how many legs does a cat have? four, unless it has lost one.",
+    "what is the capital of norway? oslo is the capital of norway.",
+    "which is larger, 37 or 52? 52 is larger than 37.",
+    "how do you spell kalomi? k-a-l-o-m-i.",
+    "what is the largest dog breed? the english mastiff is the largest dog breed.",
+] * 20
+
+
+@pytest.fixture
+def tiny_config(tmp_path):
+    """The tiny preset with every file under a temporary folder and CPU forced."""
+    return make_config("tiny", device="cpu",
+                       tokenizer_filename=str(tmp_path / "tokenizer.json"),
+                       model_filename=str(tmp_path / "model.pth"),
+                       optimizer_filename=str(tmp_path / "optimizer.pth"))
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    """A small BPE tokenizer with the template's pipeline, trained in memory."""
+    cfg = make_config("tiny")
+    tok = build_tokenizer(cfg)
+    trainer = trainers.BpeTrainer(vocab_size=400, min_frequency=1, special_tokens=special_tokens(cfg),
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    tok.train_from_iterator(CORPUS, trainer=trainer)
+    return protect_special_tokens(tok)
+
+
+@pytest.fixture
+def restore_global_config():
+    """parse_cli updates the shared config in place; put it back afterwards."""
+    saved = dict(vars(config_module.config))
+    yield config_module.config
+    config_module.config.__dict__.clear()
+    config_module.config.__dict__.update(saved)

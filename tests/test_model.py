@@ -1,0 +1,196 @@
+"""model.py: template names and sizes, Fig. 4 layout, causality, padding, checkpoint loading."""
+
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from config import make_config
+from model import (DecoderBlock, PositionalEncoding, TransformerModel, _max_future_leak, check_model,
+                   expected_num_params, sinusoidal_table)
+from utils import get_num_params
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ATOL = 1e-5  # float32 on CPU
+
+
+def small_config(**overrides):
+    values = dict(device="cpu", vocab_size=300, embed_size=24, num_heads=3, max_len=12, dropout_p=0.0)
+    return make_config("tiny", **{**values, **overrides})
+
+
+def test_causal_mask_for_length_4():
+    expected = torch.tensor([[False, True, True, True],
+                             [False, False, True, True],
+                             [False, False, False, True],
+                             [False, False, False, False]])
+    assert torch.equal(TransformerModel.generate_causal_mask(4), expected)
+    assert TransformerModel.generate_causal_mask(4).dtype == torch.bool
+
+
+def test_parameter_count_at_default_config():
+    model = TransformerModel(make_config())
+    assert get_num_params(model) == 36_261_920 == expected_num_params(make_config())
+
+
+def test_parameter_count_of_tiny_preset():
+    assert get_num_params(TransformerModel(make_config("tiny"))) == 171_560
+
+
+def test_template_module_and_buffer_names():
+    model = TransformerModel(small_config())
+    keys = set(model.state_dict())
+    for name in ("embedding.weight", "pos_encoder.positional_encoding", "causal_mask",
+                 "fc_out.weight", "fc_out.bias", "layers.0.attention.in_proj_weight",
+                 "layers.0.attention.out_proj.weight", "layers.0.norm1.weight", "layers.0.norm2.bias",
+                 "layers.0.ffn.0.weight", "layers.0.ffn.2.bias"):
+        assert name in keys, name
+    for attr in ("embedding", "pos_encoder", "dropout", "layers", "fc_out", "causal_mask"):
+        assert hasattr(model, attr)
+
+
+@pytest.mark.parametrize("max_len, d", [(7, 8), (5, 6), (4, 5)])
+def test_positional_encoding_equals_the_papers_formula(max_len, d):
+    expected = torch.zeros(max_len, d)
+    for pos in range(max_len):
+        for i in range(d):
+            angle = pos / 10000 ** (2 * (i // 2) / d)
+            expected[pos, i] = math.sin(angle) if i % 2 == 0 else math.cos(angle)
+    torch.testing.assert_close(sinusoidal_table(max_len, d), expected, atol=1e-6, rtol=0)
+    pe = PositionalEncoding(d, max_len)
+    assert "positional_encoding" in dict(pe.named_buffers())
+    x = torch.randn(2, 3, d)
+    torch.testing.assert_close(pe(x), x + expected[:3], atol=1e-6, rtol=0)
+
+
+def manual_block(block, x, pad):
+    """Fig. 4 written out by hand from the block's own weights, with explicit per-head attention."""
+    B, T, C = x.shape
+    H = block.attention.num_heads
+    a = F.layer_norm(x, (C,), block.norm1.weight, block.norm1.bias)
+    q, k, v = (a @ block.attention.in_proj_weight.T + block.attention.in_proj_bias).chunk(3, dim=-1)
+    q, k, v = (t.view(B, T, H, C // H).transpose(1, 2) for t in (q, k, v))  # (B, H, T, C/H)
+    scores = q @ k.transpose(-1, -2) / math.sqrt(C // H)  # (B, H, T, T)
+    blocked = torch.triu(torch.ones(T, T, dtype=torch.bool), 1) | pad[:, None, None, :]
+    weights = scores.masked_fill(blocked, float("-inf")).softmax(-1)
+    attended = (weights @ v).transpose(1, 2).reshape(B, T, C)
+    attended = block.attention.out_proj(attended)
+    h = F.layer_norm(x + attended, (C,), block.norm2.weight, block.norm2.bias)
+    return h + block.ffn[2](F.gelu(block.ffn[0](h)))
+
+
+def test_decoder_block_is_figure_4():
+    torch.manual_seed(0)
+    block = DecoderBlock(24, 3, dropout=0.1).eval()
+    x = torch.randn(2, 6, 24)
+    pad = torch.tensor([[False] * 6, [False] * 4 + [True] * 2])
+    mask = TransformerModel.generate_causal_mask(6)
+    with torch.no_grad():
+        torch.testing.assert_close(block(x, mask, pad), manual_block(block, x, pad), atol=ATOL, rtol=1e-4)
+        torch.testing.assert_close(block(x, mask, None), manual_block(block, x, torch.zeros(2, 6, dtype=torch.bool)),
+                                   atol=ATOL, rtol=1e-4)
+
+
+def test_no_information_from_future_tokens():
+    torch.manual_seed(0)
+    model = TransformerModel(small_config()).eval()
+    source = torch.randint(4, 300, (1, 12))
+    with torch.no_grad():
+        assert _max_future_leak(model, source) < ATOL
+
+
+def test_future_leak_check_catches_a_float_mask():
+    # The template pitfall: a float 0/1 mask is added to the scores and lets the future through.
+    torch.manual_seed(0)
+    model = TransformerModel(small_config()).eval()
+    model.causal_mask = model.causal_mask.float()
+    with torch.no_grad():
+        assert _max_future_leak(model, torch.randint(4, 300, (1, 12))) > 1e-3
+
+
+def test_padded_batch_equals_each_sequence_alone():
+    torch.manual_seed(0)
+    model = TransformerModel(small_config()).eval()
+    lengths = [12, 7, 3]
+    sequences = [torch.randint(4, 300, (n,)) for n in lengths]
+    batch = torch.full((3, 12), 2)
+    for i, s in enumerate(sequences):
+        batch[i, : len(s)] = s
+    mask = torch.arange(12)[None, :] >= torch.tensor(lengths)[:, None]
+    with torch.no_grad():
+        out = model(batch, mask)
+        assert not out.isnan().any()
+        for i, s in enumerate(sequences):
+            alone = model(s[None])
+            torch.testing.assert_close(out[i, : len(s)], alone[0], atol=ATOL, rtol=1e-4)
+
+
+def test_training_mode_with_padding_has_finite_gradients():
+    model = TransformerModel(small_config(dropout_p=0.1)).train()
+    source = torch.randint(4, 300, (4, 12))
+    mask = torch.zeros(4, 12, dtype=torch.bool)
+    mask[1:, 6:] = True
+    logits = model(source, mask)
+    F.cross_entropy(logits.transpose(1, 2), source).backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_longer_than_max_len_is_a_clear_error():
+    model = TransformerModel(small_config())
+    with pytest.raises(ValueError, match="longer than max_len=12"):
+        model(torch.zeros(1, 13, dtype=torch.long))
+
+
+@pytest.mark.parametrize("prefix", ["_orig_mod.", "module.", "module._orig_mod."])
+def test_checkpoint_with_wrapper_prefix_loads(prefix):
+    torch.manual_seed(0)
+    trained = TransformerModel(small_config())
+    state = {prefix + k: v for k, v in trained.state_dict().items()}
+    fresh = TransformerModel(small_config())
+    fresh.load_state_dict(state)  # strict
+    for key, value in trained.state_dict().items():
+        assert torch.equal(fresh.state_dict()[key], value), key
+
+
+def test_state_dict_of_a_compiled_model_loads_into_a_plain_one():
+    trained = TransformerModel(small_config())
+    compiled_state = torch.compile(trained).state_dict()  # what template train.py saves
+    assert all(k.startswith("_orig_mod.") for k in compiled_state)
+    TransformerModel(small_config()).load_state_dict(compiled_state)
+
+
+def test_positional_encoding_saved_with_a_batch_dimension_loads():
+    state = TransformerModel(small_config()).state_dict()
+    state["pos_encoder.positional_encoding"] = state["pos_encoder.positional_encoding"].unsqueeze(0)
+    TransformerModel(small_config()).load_state_dict(state)
+
+
+def test_checkpoint_of_another_shape_is_refused():
+    state = TransformerModel(small_config()).state_dict()
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        TransformerModel(small_config(vocab_size=400)).load_state_dict(state)
+
+
+def test_check_model_passes_on_an_untrained_model():
+    cfg = small_config()
+    torch.manual_seed(0)
+    model = TransformerModel(cfg)
+    source = torch.randint(4, 300, (1, 12))
+    target = torch.cat([source[:, 1:], torch.full((1, 1), -100)], dim=1)
+    report = check_model(model, cfg, source, target, None, pad_id=2)
+    assert report["parameters"] == expected_num_params(cfg)
+    assert abs(report["untrained loss"] - math.log(300)) < 1.5
+
+
+def test_python_model_py_runs_its_assertions_offline(tmp_path):
+    out = subprocess.run([sys.executable, "model.py", "--preset", "tiny",
+                          "--tokenizer_filename", str(tmp_path / "none.json")],
+                         cwd=ROOT, capture_output=True, text=True,
+                         env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert out.returncode == 0, out.stderr
+    assert "Number of parameters in the model: 171,560" in out.stdout
+    assert "All model checks passed." in out.stdout
