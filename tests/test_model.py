@@ -103,6 +103,7 @@ def test_no_information_from_future_tokens():
         assert _max_future_leak(model, source) < ATOL
 
 
+@pytest.mark.filterwarnings("ignore:Support for mismatched key_padding_mask")
 def test_future_leak_check_catches_a_float_mask():
     # The template pitfall: a float 0/1 mask is added to the scores and lets the future through.
     torch.manual_seed(0)
