@@ -56,6 +56,23 @@ DEFAULTS = {
     "preset": "default",
     "top_p": 0.95,
     "temperature": 0.7,
+    # Training (train.py); see README "Training".
+    "precision": "auto",  # auto | fp32 | bf16 | fp16 (auto: fp16/bf16 on CUDA, fp32 on CPUs without bf16 units)
+    "compile": "auto",  # auto | on | off (auto: on for CUDA)
+    "weight_decay": 0.01,  # AdamW's default, as the template's optimizer
+    "grad_clip": 1.0,  # max gradient norm; 0 turns clipping off
+    "lr_schedule": "cosine",  # cosine | constant (both after warmup)
+    "warmup_steps": 200,
+    "min_lr_ratio": 0.1,  # cosine decays to lr * min_lr_ratio
+    "length_grouping": True,  # batch similar lengths together (each batch is padded to its longest)
+    "pad_multiple": 8,  # batch length rounded up to a multiple of this (fewer shapes to compile)
+    "val_fraction": 0.01,  # held-out share of the loaded data for validation loss
+    "eval_every": 500,  # steps between validation runs (0: only at epoch end)
+    "eval_max_batches": 50,  # batches per mid-epoch validation (the epoch-end one uses all)
+    "checkpoint_every": 500,  # steps between checkpoints (and one at every epoch end)
+    "max_steps": 0,  # stop after this many optimizer steps in total (0: run all epochs)
+    "log_filename": "temp/train_log.csv",
+    "plot_filename": "temp/loss_curve.png",
 }
 
 
@@ -64,6 +81,8 @@ def _files_under(folder):
         "tokenizer_filename": f"{folder}/tokenizer.json",
         "model_filename": f"{folder}/model.pth",
         "optimizer_filename": f"{folder}/optimizer.pth",
+        "log_filename": f"{folder}/train_log.csv",
+        "plot_filename": f"{folder}/loss_curve.png",
     }
 
 
@@ -148,6 +167,22 @@ def validate_config(cfg):
         fail("sep_token", "and end/pad/unk tokens must be four distinct non-empty strings")
     if cfg.preset not in PRESETS:
         fail("preset", f"is not one of {sorted(PRESETS)}")
+    choices = {"precision": ("auto", "fp32", "bf16", "fp16"), "compile": ("auto", "on", "off"),
+               "lr_schedule": ("cosine", "constant")}
+    for key, allowed in choices.items():
+        if getattr(cfg, key) not in allowed:
+            fail(key, f"must be one of {', '.join(allowed)}")
+    for key in ("warmup_steps", "eval_every", "eval_max_batches", "checkpoint_every", "max_steps",
+                "pad_multiple"):
+        value = getattr(cfg, key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < (key == "pad_multiple"):
+            fail(key, "must be an integer >= " + ("1" if key == "pad_multiple" else "0"))
+    if not 0.0 <= cfg.val_fraction < 1.0:
+        fail("val_fraction", "must be in [0, 1)")
+    if not 0.0 <= cfg.min_lr_ratio <= 1.0:
+        fail("min_lr_ratio", "must be in [0, 1]")
+    if cfg.grad_clip < 0 or cfg.weight_decay < 0:
+        fail("grad_clip" if cfg.grad_clip < 0 else "weight_decay", "must be >= 0")
     return cfg
 
 

@@ -98,6 +98,79 @@ class QADataset(Dataset):
             "key_padding_mask": key_padding_mask,
         }
 
+    def collate(self, indices, pad_multiple=8):
+        """A batch padded only to its longest item (rounded up to pad_multiple, at most max_len).
+
+        Same keys as an item, tensors (B, T) with T <= max_len. Because attention is causal and
+        every dropped position is padding with target -100, the loss at each kept position is
+        exactly what fixed padding to max_len gives (tests check this).
+        """
+        lengths = self.lengths[indices]
+        longest = int(min(lengths.max(), self.max_length))  # source positions that hold tokens
+        width = min(self.max_length, -(-longest // pad_multiple) * pad_multiple)
+        sequences = np.full((len(indices), width + 1), self.pad_id, dtype=np.int64)
+        for row, (idx, length) in enumerate(zip(indices, lengths)):
+            start, n = self.offsets[idx], min(length, width + 1)
+            sequences[row, :n] = self.tokens[start:start + n]
+        sequences = torch.from_numpy(sequences)
+        positions = torch.arange(width + 1)
+        real = positions[None, :] < torch.from_numpy(lengths)[:, None]  # (B, T+1)
+        target = sequences[:, 1:].masked_fill(~real[:, 1:], IGNORE_INDEX)
+        return {
+            "source_sequence": sequences[:, :-1],
+            "target_sequence": target,
+            "key_padding_mask": ~real[:, :-1],
+        }
+
+
+def split_indices(n, val_fraction, seed):
+    """(train, validation) index arrays: a seeded random share of the data held out.
+
+    >>> [len(part) for part in split_indices(1000, 0.01, seed=0)]
+    [990, 10]
+    """
+    n_val = int(round(n * val_fraction))
+    if val_fraction > 0 and n >= 2:
+        n_val = min(max(n_val, 1), n - 1)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).numpy()
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def epoch_batches(indices, lengths, batch_size, seed, epoch, group_lengths=True, window=64):
+    """The batches of one epoch, as lists of dataset indices; the same for the same arguments.
+
+    The order is a permutation seeded by (seed, epoch), so a resumed run can rebuild it and skip
+    the batches it already did. With group_lengths, each window of `window` batches is sorted by
+    length before it is cut into batches (so a batch needs little padding) and the batches are
+    shuffled again.
+    """
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    order = np.asarray(indices)[torch.randperm(len(indices), generator=generator).numpy()]
+    if group_lengths:
+        span = batch_size * window
+        order = np.concatenate([
+            chunk[np.argsort(-lengths[chunk], kind="stable")]
+            for chunk in np.array_split(order, range(span, len(order), span))
+        ]) if len(order) else order
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    if group_lengths:
+        shuffled = torch.randperm(len(batches), generator=generator).tolist()
+        batches = [batches[i] for i in shuffled]
+    return batches
+
+
+class BatchView(Dataset):
+    """Ready-made batches as dataset items, so a DataLoader (batch_size=None) can prefetch them."""
+
+    def __init__(self, dataset, batches, pad_multiple=8):
+        self.dataset, self.batches, self.pad_multiple = dataset, batches, pad_multiple
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __getitem__(self, i):
+        return self.dataset.collate(self.batches[i], self.pad_multiple)
+
 
 def main():
     config, _ = parse_cli(description=__doc__)

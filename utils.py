@@ -6,6 +6,7 @@
 import os
 import random
 import sys
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -47,6 +48,75 @@ def resolve_device(name):
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise UserError(f"config.device={name!r} but Apple MPS is not available; use --device cpu")
     return device
+
+
+@dataclass(frozen=True)
+class Precision:
+    """How the training step runs: autocast dtype (None = plain fp32) and gradient scaling."""
+
+    name: str  # "fp32", "bf16" or "fp16"
+    dtype: torch.dtype
+    autocast: bool
+    grad_scaler: bool
+    reason: str
+
+
+def cpu_has_fast_bf16():
+    """True when oneDNN has native bf16 kernels here (AVX-512 BF16 / AMX)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def choose_precision(device, requested="auto"):
+    """The one place where training precision is decided, with the reason (logged once).
+
+    auto: CUDA -> bf16 if the GPU supports it, else fp16 with a gradient scaler (a T4);
+          CPU  -> bf16 autocast only with native bf16 units; without them bf16 matmuls are
+                  emulated and were measured over 40x slower than fp32 on an AVX2 CPU.
+    >>> choose_precision(torch.device("cpu"), "fp32").name
+    'fp32'
+    """
+    device = torch.device(device)
+    if requested == "auto":
+        if device.type == "cuda":
+            requested = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+            why = "CUDA GPU " + ("supports bf16" if requested == "bf16" else "lacks bf16: fp16 with gradient scaling")
+        elif device.type == "cpu" and cpu_has_fast_bf16():
+            requested, why = "bf16", "CPU has native bf16 units"
+        else:
+            requested, why = "fp32", f"{device.type} without fast bf16"
+    else:
+        why = "asked for"
+    if requested == "fp16" and device.type == "cpu":
+        raise UserError("precision fp16 is not supported on CPU; use --precision fp32 or bf16")
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[requested]
+    return Precision(requested, dtype, autocast=requested != "fp32",
+                     grad_scaler=requested == "fp16", reason=why)
+
+
+def get_rng_state():
+    """Every RNG state training touches, as plain data that torch.load(weights_only=True) accepts."""
+    np_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+        "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state):
+    torch.set_rng_state(state["torch"])
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def ensure_parent_dir(path):

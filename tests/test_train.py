@@ -1,0 +1,269 @@
+"""train.py: schedule, length-aware batching, checkpoints, exact resume after SIGKILL, DDP, compile fallback."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import corpus
+from checkpoint import load_file, sidecar_filename
+from config import make_config
+from dataset import QADataset, epoch_batches, split_indices
+from model import TransformerModel
+from tokenizer import load_tokenizer, train_tokenizer
+from train import lr_factor, train_model
+from utils import UserError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tiny_run_config(folder, **overrides):
+    """A tiny CPU fp32 run on built-in pairs, every file under `folder`."""
+    values = dict(device="cpu", dataset=str(folder / "pairs.jsonl"), vocab_size=400, min_frequency=2,
+                  embed_size=16, num_heads=2, num_layers=2, max_len=32, batch_size=16,
+                  model_train_fraction=1.0, dataloader_num_workers=0, lr=3e-3, num_epochs=2,
+                  precision="fp32", compile="off", warmup_steps=5, eval_every=0, checkpoint_every=10,
+                  tokenizer_filename=str(folder / "tokenizer.json"),
+                  model_filename=str(folder / "model.pth"),
+                  optimizer_filename=str(folder / "optimizer.pth"),
+                  log_filename=str(folder / "log.csv"), plot_filename=str(folder / "loss.png"))
+    return make_config("tiny", **{**values, **overrides})
+
+
+def cli_args(cfg):
+    keys = ["device", "dataset", "vocab_size", "min_frequency", "embed_size", "num_heads",
+            "num_layers", "max_len", "batch_size", "model_train_fraction", "dataloader_num_workers",
+            "lr", "num_epochs", "precision", "compile", "warmup_steps", "eval_every",
+            "checkpoint_every", "tokenizer_filename", "model_filename", "optimizer_filename",
+            "log_filename", "plot_filename", "dropout_p", "val_fraction"]
+    return [arg for k in keys for arg in (f"--{k}", str(getattr(cfg, k)))]
+
+
+@pytest.fixture(scope="module")
+def pairs_folder(tmp_path_factory):
+    """600 built-in pairs as a local JSON-lines file, and a tokenizer trained on them."""
+    folder = tmp_path_factory.mktemp("run")
+    rows = corpus.generate("train")[:600]
+    (folder / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    cfg = tiny_run_config(folder)
+    train_tokenizer(cfg)
+    return folder
+
+
+def fresh_copy(pairs_folder, tmp_path):
+    for name in ("pairs.jsonl", "tokenizer.json"):
+        (tmp_path / name).write_bytes((pairs_folder / name).read_bytes())
+    return tmp_path
+
+
+def test_lr_schedule_warmup_then_cosine():
+    cfg = make_config(warmup_steps=10, min_lr_ratio=0.1)
+    assert [round(lr_factor(s, 110, cfg), 3) for s in (0, 5, 9, 10, 60, 110)] == [0.1, 0.6, 1.0, 1.0, 0.55, 0.1]
+    flat = make_config(warmup_steps=0, lr_schedule="constant")
+    assert lr_factor(0, 10, flat) == lr_factor(9, 10, flat) == 1.0
+
+
+def test_split_and_epoch_batches_are_deterministic_and_complete():
+    train, val = split_indices(1000, 0.05, seed=3)
+    assert len(val) == 50 and not set(train) & set(val) and len(train) + len(val) == 1000
+    lengths = np.random.default_rng(0).integers(3, 60, 1000)
+    a = epoch_batches(train, lengths, 32, seed=0, epoch=1)
+    b = epoch_batches(train, lengths, 32, seed=0, epoch=1)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert sorted(np.concatenate(a).tolist()) == sorted(train.tolist())
+    c = epoch_batches(train, lengths, 32, seed=0, epoch=2)
+    assert not all(np.array_equal(x, y) for x, y in zip(a, c))
+
+
+def test_length_grouping_cuts_padding():
+    lengths = np.random.default_rng(0).integers(3, 120, 5000)
+    indices = np.arange(5000)
+
+    def padded(batches):
+        return sum(len(b) * lengths[b].max() for b in batches)
+
+    grouped = padded(epoch_batches(indices, lengths, 64, 0, 0, group_lengths=True))
+    plain = padded(epoch_batches(indices, lengths, 64, 0, 0, group_lengths=False))
+    assert grouped < 0.7 * plain
+
+
+def test_trimmed_batch_gives_the_same_per_position_loss_as_fixed_padding(pairs_folder, tmp_path):
+    cfg = tiny_run_config(fresh_copy(pairs_folder, tmp_path), dropout_p=0.0, max_len=64)
+    tokenizer = load_tokenizer(cfg)
+    dataset = QADataset(cfg, tokenizer)
+    torch.manual_seed(0)
+    model = TransformerModel(cfg).eval()
+    indices = np.argsort(dataset.lengths, kind="stable")[[0, 50, 100, 200, 300]]
+    fixed = {k: torch.stack([dataset[i][k] for i in indices]) for k in dataset[0]}
+    trimmed = dataset.collate(indices, pad_multiple=8)
+    width = trimmed["source_sequence"].shape[1]
+    assert width < cfg.max_len  # the test must actually trim
+    for key in fixed:  # the trimmed batch is the fixed one cut at `width`
+        assert torch.equal(trimmed[key], fixed[key][:, :width])
+    assert (fixed["target_sequence"][:, width:] == -100).all()  # only padding was cut
+    with torch.no_grad():
+        def per_position(batch):
+            logits = model(batch["source_sequence"], batch["key_padding_mask"])
+            return F.cross_entropy(logits.transpose(1, 2), batch["target_sequence"], reduction="none")
+
+        torch.testing.assert_close(per_position(trimmed), per_position(fixed)[:, :width], atol=1e-5, rtol=1e-5)
+
+
+def test_training_lowers_the_loss_and_writes_plain_checkpoints(pairs_folder, tmp_path):
+    cfg = tiny_run_config(fresh_copy(pairs_folder, tmp_path), num_epochs=3, eval_every=20)
+    model = train_model(cfg)
+    rows = list(csv.DictReader(open(cfg.log_filename)))
+    losses = [float(r["loss"]) for r in rows if r["loss"]]
+    assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 1.0
+    assert any(r["val_loss"] for r in rows) and os.path.getsize(cfg.plot_filename) > 10_000
+    weights = torch.load(cfg.model_filename, weights_only=True)
+    assert not any(k.startswith(("_orig_mod.", "module.")) for k in weights)
+    for key, value in model.state_dict().items():
+        assert torch.equal(weights[key], value)
+    info = json.load(open(sidecar_filename(cfg.model_filename)))
+    assert info["model_shape"]["embed_size"] == 16 and info["epoch"] == 3 and info["val_loss"] > 0
+
+
+def test_rerun_after_the_last_epoch_does_nothing(pairs_folder, tmp_path, capsys):
+    cfg = tiny_run_config(fresh_copy(pairs_folder, tmp_path), num_epochs=1)
+    train_model(cfg)
+    before = torch.load(cfg.model_filename, weights_only=True)
+    train_model(cfg)
+    assert "Nothing to do" in capsys.readouterr().out
+    after = torch.load(cfg.model_filename, weights_only=True)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def wait_for_step(path, step, process, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline and process.poll() is None:
+        try:
+            if json.load(open(path))["global_step"] >= step:
+                return True
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.02)
+    return False
+
+
+def test_sigkill_then_resume_ends_equal_to_an_uninterrupted_run(pairs_folder, tmp_path):
+    folders = [fresh_copy(pairs_folder, tmp_path / name) for name in ("straight", "killed")
+               if (tmp_path / name).mkdir() or True]
+    configs = [tiny_run_config(f, num_epochs=2, checkpoint_every=7, dropout_p=0.1, val_fraction=0.05)
+               for f in folders]
+    command = [sys.executable, "train.py"]
+    subprocess.run(command + cli_args(configs[0]), cwd=ROOT, check=True, capture_output=True)
+
+    killed_at = []
+    for target_step in (9, 40, 62):  # mid-epoch, in epoch 2, and again after a resume
+        process = subprocess.Popen(command + cli_args(configs[1]), cwd=ROOT,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if wait_for_step(sidecar_filename(configs[1].model_filename), target_step, process):
+            time.sleep(0.05)  # land somewhere in the steps after the checkpoint
+            process.send_signal(signal.SIGKILL)
+            killed_at.append(target_step)
+        process.wait()
+    assert len(killed_at) >= 2, "the run finished before it could be killed"
+    subprocess.run(command + cli_args(configs[1]), cwd=ROOT, check=True, capture_output=True)
+
+    straight = torch.load(configs[0].model_filename, weights_only=True)
+    resumed = torch.load(configs[1].model_filename, weights_only=True)
+    for key in straight:
+        assert torch.equal(straight[key], resumed[key]), key
+    state = load_file(configs[1].optimizer_filename)
+    assert state["progress"]["epoch"] == 2
+
+
+def test_resume_with_another_model_shape_names_the_files(pairs_folder, tmp_path):
+    folder = fresh_copy(pairs_folder, tmp_path)
+    train_model(tiny_run_config(folder, num_epochs=1))
+    with pytest.raises(UserError, match=r"another model shape \(embed_size: checkpoint 16, config 32\).*--fresh"):
+        train_model(tiny_run_config(folder, embed_size=32, num_epochs=2))
+
+
+def test_resume_with_another_tokenizer_is_refused(pairs_folder, tmp_path):
+    folder = fresh_copy(pairs_folder, tmp_path)
+    cfg = tiny_run_config(folder, num_epochs=1)
+    train_model(cfg)
+    cfg.vocab_size = 350
+    train_tokenizer(cfg)  # fewer merges, same file name
+    cfg.vocab_size, cfg.num_epochs = 400, 2
+    with pytest.raises(UserError, match="trained with a different tokenizer"):
+        train_model(cfg)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+def test_corrupt_training_state_is_reported(pairs_folder, tmp_path, damage):
+    folder = fresh_copy(pairs_folder, tmp_path)
+    cfg = tiny_run_config(folder, num_epochs=1)
+    train_model(cfg)
+    data = open(cfg.optimizer_filename, "rb").read()
+    with open(cfg.optimizer_filename, "wb") as handle:
+        handle.write(data[: len(data) // 2] if damage == "truncate" else b"not a checkpoint")
+    cfg.num_epochs = 2
+    with pytest.raises(UserError, match="is damaged or not a PyTorch checkpoint"):
+        train_model(cfg)
+
+
+def test_template_checkpoint_resumes_weights_and_optimizer(pairs_folder, tmp_path, capsys):
+    folder = fresh_copy(pairs_folder, tmp_path)
+    cfg = tiny_run_config(folder, num_epochs=1)
+    model = TransformerModel(cfg)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
+    model(torch.randint(4, 300, (2, 8))).sum().backward()
+    optimizer.step()
+    # What the template's train.py writes: a compiled model's state_dict and the raw optimizer state.
+    torch.save(torch.compile(model).state_dict(), cfg.model_filename)
+    torch.save(optimizer.state_dict(), cfg.optimizer_filename)
+    train_model(cfg)
+    assert "course-template checkpoint" in capsys.readouterr().out
+
+
+def test_compile_failure_falls_back_to_eager_once(pairs_folder, tmp_path, monkeypatch, capsys):
+    class Broken(torch.nn.Module):
+        def forward(self, *args, **kwargs):
+            raise RuntimeError("no C++ compiler found")
+
+    monkeypatch.setattr(torch, "compile", lambda module, **kw: Broken())
+    cfg = tiny_run_config(fresh_copy(pairs_folder, tmp_path), num_epochs=1, compile="on")
+    train_model(cfg)
+    out = capsys.readouterr().out
+    assert out.count("torch.compile failed (RuntimeError: no C++ compiler found)") == 1
+    assert os.path.exists(cfg.model_filename)
+
+
+def test_tokenizer_larger_than_config_vocab_is_refused(pairs_folder, tmp_path):
+    cfg = tiny_run_config(fresh_copy(pairs_folder, tmp_path), vocab_size=300)
+    with pytest.raises(UserError, match="has 400 tokens but config.vocab_size=300"):
+        train_model(cfg)
+
+
+def test_ddp_with_two_gloo_processes_matches_one_process(pairs_folder, tmp_path):
+    """2 processes x batch 8 must follow 1 process x batch 16 (same global batches)."""
+    single = tiny_run_config(fresh_copy(pairs_folder, tmp_path / "one") if (tmp_path / "one").mkdir() is None else None,
+                             batch_size=16, dropout_p=0.0, num_epochs=1, grad_clip=1.0)
+    double = tiny_run_config(fresh_copy(pairs_folder, tmp_path / "two") if (tmp_path / "two").mkdir() is None else None,
+                             batch_size=8, dropout_p=0.0, num_epochs=1)
+    extra = ["--max_steps", "12"]
+    subprocess.run([sys.executable, "train.py"] + cli_args(single) + extra, cwd=ROOT, check=True,
+                   capture_output=True)
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                          "--master_port", "29517", "train.py"] + cli_args(double) + extra,
+                         cwd=ROOT, capture_output=True, text=True,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr[-2000:]
+
+    def losses(cfg):
+        return [float(r["loss"]) for r in csv.DictReader(open(cfg.log_filename)) if r["loss"]]
+
+    one, two = losses(single), losses(double)
+    assert len(one) == len(two) == 12
+    np.testing.assert_allclose(two, one, rtol=2e-4)  # float summation order differs across ranks
