@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-requirements
 
-.PHONY: demo test venv clean-venv
+.PHONY: demo test venv bench-deps clean-venv
 
 $(STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# Only the benchmarks need these (a reference implementation to measure against).
+bench-deps: $(STAMP)
+	$(PY) -m pip install --quiet -r requirements-bench.txt
 
 clean-venv:
 	rm -rf $(VENV)

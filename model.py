@@ -115,8 +115,10 @@ class TransformerModel(nn.Module):
         self.register_buffer("causal_mask", self.generate_causal_mask(self.max_len))
         self.register_load_state_dict_pre_hook(_strip_wrapper_prefixes)
 
-    def forward(self, x, padding_mask=None):
+    def forward(self, x, padding_mask=None, return_hidden=False):
         # x: (B, T) token ids; padding_mask: (B, T) bool, True at [PAD], or None.
+        # return_hidden=True skips fc_out and returns (B, T, C): training computes the output
+        # layer and the loss together (train.linear_cross_entropy), saving the (B, T, vocab) tensor.
         seq_len = x.size(1)
         if seq_len > self.max_len:
             raise ValueError(f"sequence of {seq_len} tokens is longer than max_len={self.max_len}")
@@ -124,7 +126,7 @@ class TransformerModel(nn.Module):
         x = self.dropout(self.pos_encoder(self.embedding(x)))  # (B, T, C)
         for layer in self.layers:
             x = layer(x, attn_mask, padding_mask)  # (B, T, C)
-        return self.fc_out(x)  # (B, T, vocab)
+        return x if return_hidden else self.fc_out(x)  # (B, T, C) or (B, T, vocab)
 
     @staticmethod
     def generate_causal_mask(seq_len):

@@ -112,16 +112,71 @@ def lr_factor(step, total_steps, config):
     return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def loss_sum_and_count(model, batch, precision, device, vocab_size):
-    """Summed cross-entropy over real target tokens, and their number."""
+class _LinearCrossEntropy(torch.autograd.Function):
+    """sum_i CE(hidden_i @ W.T + b, target_i), with the gradients computed chunk by chunk.
+
+    Never materialises the (N, vocab) logits, their log-softmax or the zero-filled gradient
+    buffer that F.cross_entropy's backward needs; per chunk: logits -> log-sum-exp -> softmax in
+    place -> minus one-hot = dloss/dlogits -> gradients of hidden, W and b. fp32 only.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, target, chunk_rows):
+        grad_hidden = torch.empty_like(hidden)  # (N, C)
+        grad_weight = torch.zeros_like(weight)  # (V, C)
+        grad_bias = torch.zeros_like(bias)  # (V,)
+        loss = hidden.new_zeros(())
+        for start in range(0, hidden.size(0), chunk_rows):
+            h, t = hidden[start:start + chunk_rows], target[start:start + chunk_rows, None]
+            logits = torch.addmm(bias, h, weight.t())  # (n, V)
+            lse = torch.logsumexp(logits, dim=1, keepdim=True)  # (n, 1)
+            loss += (lse - logits.gather(1, t)).sum()
+            probs = logits.sub_(lse).exp_()  # softmax, in place
+            probs.scatter_add_(1, t, torch.full_like(t, -1, dtype=probs.dtype))  # minus one-hot
+            torch.mm(probs, weight, out=grad_hidden[start:start + chunk_rows])
+            grad_weight.addmm_(probs.t(), h)
+            grad_bias += probs.sum(0)
+        ctx.save_for_backward(grad_hidden, grad_weight, grad_bias)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        grad_hidden, grad_weight, grad_bias = ctx.saved_tensors
+        return grad_hidden * grad_loss, grad_weight * grad_loss, grad_bias * grad_loss, None, None
+
+
+def linear_cross_entropy(hidden, linear, target, chunk_rows=2048):
+    """Summed cross-entropy of `linear(hidden)` against `target`, skipping ignored positions.
+
+    hidden (B, T, C), target (B, T). Equal to
+    F.cross_entropy(linear(hidden).reshape(-1, V), target.reshape(-1), reduction="sum")
+    (tests check the loss and all gradients), but faster on a CPU: only real target positions
+    go through the output layer, and no (B*T, V) log-softmax or gradient buffer is allocated.
+    """
+    keep = target.reshape(-1) != IGNORE_INDEX
+    rows = hidden.reshape(-1, hidden.size(-1))[keep]  # (N, C)
+    return _LinearCrossEntropy.apply(rows, linear.weight, linear.bias, target.reshape(-1)[keep], chunk_rows)
+
+
+def loss_sum_and_count(model, batch, precision, device, vocab_size, output_layer=None):
+    """Summed cross-entropy over real target tokens, and their number.
+
+    With `output_layer` (the uncompiled model's fc_out) and fp32 while gradients are on, the
+    model returns hidden states and linear_cross_entropy computes the output layer and the loss
+    together; otherwise the model returns logits and F.cross_entropy scores them.
+    """
     source, target, padding_mask = (t.to(device, non_blocking=True) for t in batch.values())
+    n_tokens = (target != IGNORE_INDEX).sum()
+    fused = output_layer is not None and not precision.autocast and torch.is_grad_enabled()
     with torch.autocast(device.type, dtype=precision.dtype, enabled=precision.autocast):
-        logits = model(source, padding_mask=padding_mask)  # (B, T, vocab)
+        out = model(source, padding_mask=padding_mask, return_hidden=fused)  # (B, T, C or vocab)
+    if fused:
+        return linear_cross_entropy(out, output_layer, target), n_tokens
     # (B*T, vocab) is contiguous; the template's logits.transpose(1, 2) makes log_softmax run
     # over a strided dimension, measured 1.5x slower for the whole tiny-model step.
-    loss = F.cross_entropy(logits.float().reshape(-1, vocab_size), target.reshape(-1),
+    loss = F.cross_entropy(out.float().reshape(-1, vocab_size), target.reshape(-1),
                            ignore_index=IGNORE_INDEX, reduction="sum")
-    return loss, (target != IGNORE_INDEX).sum()
+    return loss, n_tokens
 
 
 @torch.no_grad()
@@ -479,7 +534,7 @@ def _train_step(batch, model, train_module, compiled, optimizer, scaler, config,
         module = compiled if (compiled is not None and attempt == "compiled") else train_module
         try:
             loss_sum, n_tokens = loss_sum_and_count(module, batch, runtime.precision, runtime.device,
-                                                    config.vocab_size)
+                                                    config.vocab_size, output_layer=model.fc_out)
             global_loss, global_tokens = runtime.all_sum(loss_sum.item(), n_tokens.item())
             loss = loss_sum * runtime.world_size / max(global_tokens, 1.0)
             optimizer.zero_grad(set_to_none=True)

@@ -267,3 +267,23 @@ def test_ddp_with_two_gloo_processes_matches_one_process(pairs_folder, tmp_path)
     one, two = losses(single), losses(double)
     assert len(one) == len(two) == 12
     np.testing.assert_allclose(two, one, rtol=2e-4)  # float summation order differs across ranks
+
+
+@pytest.mark.parametrize("chunk_rows", [3, 2048])
+def test_linear_cross_entropy_equals_cross_entropy_of_logits(chunk_rows):
+    from train import linear_cross_entropy
+
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(12, 50)
+    hidden = torch.randn(3, 7, 12, requires_grad=True)
+    target = torch.randint(0, 50, (3, 7))
+    target[1, 4:] = -100
+    target[2, :] = -100
+
+    expected = F.cross_entropy(layer(hidden).reshape(-1, 50), target.reshape(-1), reduction="sum")
+    grads = torch.autograd.grad(expected * 0.5, [hidden, layer.weight, layer.bias])
+    got = linear_cross_entropy(hidden, layer, target, chunk_rows=chunk_rows)
+    got_grads = torch.autograd.grad(got * 0.5, [hidden, layer.weight, layer.bias])
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-6)
+    for g, e in zip(got_grads, grads):
+        torch.testing.assert_close(g, e, atol=1e-6, rtol=1e-5)
