@@ -93,3 +93,67 @@ def check_free_space(path, needed_bytes):
         raise UserError(f"only {free / 2**20:.0f} MiB free in {folder!r} but a checkpoint needs "
                         f"about {needed_bytes / 2**20:.0f} MiB; free some space or point "
                         f"--model_filename/--optimizer_filename elsewhere")
+
+
+def read_sidecar(model_filename):
+    """The model.json written beside model.pth, or {} when there is none (a template checkpoint)."""
+    path = sidecar_filename(model_filename)
+    if not os.path.isfile(path):
+        return {}
+    try:
+        with open(path, encoding="utf-8") as handle:
+            info = json.load(handle)
+        return info if isinstance(info, dict) else {}
+    except (OSError, ValueError):
+        return {}  # the weights are what matters; a broken note about them is not fatal
+
+
+def shape_from_weights(weights, config):
+    """Model shape read off a state_dict (num_heads cannot be: it comes from the config)."""
+    vocab, embed = weights["embedding.weight"].shape
+    layers = {int(k.split(".")[1]) for k in weights if k.startswith("layers.")}
+    max_len = weights["causal_mask"].shape[0] if "causal_mask" in weights else config.max_len
+    return {"vocab_size": int(vocab), "embed_size": int(embed), "num_layers": len(layers),
+            "max_len": int(max_len), "num_heads": config.num_heads}
+
+
+def load_trained_model(config, device="cpu", tokenizer=None):
+    """(model in eval mode on `device`, info dict) from config.model_filename.
+
+    The model's shape comes from model.json, or from the weights themselves for a template
+    checkpoint, so a chat page started with another preset still builds the right model. A
+    tokenizer whose vocabulary does not fit the model, or that is not the one the model was
+    trained with, is refused with a message saying what to do.
+    """
+    import types
+
+    from model import TransformerModel
+
+    path = config.model_filename
+    if not os.path.isfile(path):
+        raise UserError(f"no trained model at {path!r}; train one with "
+                        f"`python train.py --preset {config.preset}` (or `make demo`)")
+    weights = load_file(path, "model checkpoint")
+    if not isinstance(weights, dict) or not any(k.endswith("embedding.weight") for k in weights):
+        raise UserError(f"{path!r} holds no TransformerModel weights; use model.pth, not optimizer.pth")
+    weights = {k.split("_orig_mod.")[-1].removeprefix("module."): v for k, v in weights.items()}
+    info = read_sidecar(path)
+    shape = info.get("model_shape") or shape_from_weights(weights, config)
+    cfg = types.SimpleNamespace(**{**vars(config), **shape})
+    if tokenizer is not None:
+        if tokenizer.get_vocab_size() > cfg.vocab_size:
+            raise UserError(f"tokenizer {config.tokenizer_filename!r} has {tokenizer.get_vocab_size()} "
+                            f"tokens but model {path!r} only {cfg.vocab_size}: they come from "
+                            f"different runs; use the tokenizer the model was trained with")
+        expected = info.get("tokenizer_sha256")
+        if expected and os.path.isfile(config.tokenizer_filename) and file_sha256(config.tokenizer_filename) != expected:
+            raise UserError(f"model {path!r} was trained with a different tokenizer than "
+                            f"{config.tokenizer_filename!r}; use the tokenizer.json of the same run")
+    model = TransformerModel(cfg)
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        reason = " ".join(str(exc).split())[:300]
+        raise UserError(f"model checkpoint {path!r} does not fit the model it describes ({reason}); "
+                        f"try --num_heads as used in training, or retrain") from None
+    return model.to(device).eval(), {**info, "model_shape": shape}

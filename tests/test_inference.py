@@ -1,0 +1,178 @@
+"""inference.py: sampling on hand-written logits, the decode loop, KV-cache parity, streaming."""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from config import make_config
+from inference import (AnswerStream, KVCache, SamplingSettings, choose_token, decode_output,
+                       fit_prompt, forward_cached, generate, greedy_sampling, nucleus,
+                       sample_sequence, tokenize_input, top_p_sampling)
+from model import TransformerModel
+
+ASSIGNMENT_LOGITS = torch.tensor([-1.0, 2, -3, 3, -3, 0, 2, 1])
+SEP, END = 0, 1
+
+
+def test_greedy_returns_a_one_element_tensor_on_the_logits_device():
+    token = greedy_sampling(ASSIGNMENT_LOGITS)
+    assert token.shape == (1,) and token.item() == 3 and token.device == ASSIGNMENT_LOGITS.device
+
+
+def test_assignment_top_p_example_keeps_exactly_3_1_6():
+    ids, probs = nucleus(ASSIGNMENT_LOGITS, p=0.95, temperature=0.7)
+    assert ids.tolist() == [3, 1, 6]
+    full = torch.softmax(ASSIGNMENT_LOGITS / 0.7, -1)
+    assert full[[3, 1, 6]].sum() >= 0.95 > full[[3, 1]].sum()  # the PDF rounds it to 0.951
+    torch.testing.assert_close(probs, full[[3, 1, 6]] / full[[3, 1, 6]].sum())
+
+
+def test_top_p_draws_only_from_the_nucleus_in_proportion():
+    generator = torch.Generator().manual_seed(0)
+    draws = [top_p_sampling(ASSIGNMENT_LOGITS, 0.95, 0.7, generator).item() for _ in range(3000)]
+    assert set(draws) == {3, 1, 6}
+    share_3 = draws.count(3) / len(draws)
+    assert abs(share_3 - 0.643 / 0.951) < 0.03  # proportional, not uniform (which would be 1/3)
+
+
+def test_same_seed_same_draw():
+    a = [top_p_sampling(ASSIGNMENT_LOGITS, 0.95, 1.5, torch.Generator().manual_seed(7)).item() for _ in range(5)]
+    b = [top_p_sampling(ASSIGNMENT_LOGITS, 0.95, 1.5, torch.Generator().manual_seed(7)).item() for _ in range(5)]
+    assert a == b
+
+
+@pytest.mark.parametrize("p, temperature", [(1e-9, 0.7), (0.95, 1e-9), (1e-6, 1e-6), (0.5, 1e-4)])
+def test_tiny_p_or_temperature_equals_greedy(p, temperature):
+    for seed in range(5):
+        token = top_p_sampling(ASSIGNMENT_LOGITS * 50, p, temperature, torch.Generator().manual_seed(seed))
+        assert token.item() == 3
+
+
+@pytest.mark.parametrize("p, temperature", [(0.0, 0.7), (1.1, 0.7), (-0.1, 0.7), (0.9, 0.0), (0.9, -1.0)])
+def test_out_of_range_settings_are_refused(p, temperature):
+    with pytest.raises(ValueError):
+        top_p_sampling(ASSIGNMENT_LOGITS, p, temperature)
+
+
+def test_top_k_limits_the_nucleus():
+    ids, _ = nucleus(ASSIGNMENT_LOGITS, p=1.0, temperature=1.0, top_k=2)
+    assert ids.tolist() in ([3, 1], [3, 6])
+    ids, _ = nucleus(ASSIGNMENT_LOGITS, p=1.0, temperature=1.0)
+    assert len(ids) == 8
+
+
+def test_repetition_penalty_steers_away_from_seen_tokens():
+    settings_ = SamplingSettings(strategy="greedy", repetition_penalty=10.0)
+    assert choose_token(ASSIGNMENT_LOGITS, settings_, previous_ids=[3]).token_id in (1, 6)
+    assert choose_token(ASSIGNMENT_LOGITS, SamplingSettings(strategy="greedy")).token_id == 3
+
+
+@settings(max_examples=200, deadline=None)
+@given(logits=st.lists(st.floats(-1e4, 1e4, allow_nan=False), min_size=1, max_size=40),
+       p=st.floats(1e-12, 1.0), temperature=st.floats(1e-12, 100.0), seed=st.integers(0, 2**31))
+def test_sampling_always_returns_a_valid_id(logits, p, temperature, seed):
+    logits = torch.tensor(logits)
+    token = top_p_sampling(logits, p, temperature, torch.Generator().manual_seed(seed))
+    assert 0 <= token.item() < len(logits)
+
+
+class MockModel(torch.nn.Module):
+    """Emits a fixed script of tokens: logits put all mass on script[position]."""
+
+    def __init__(self, script, vocab=10, max_len=16):
+        super().__init__()
+        self.script, self.vocab, self.max_len = script, vocab, max_len
+        self.anchor = torch.nn.Parameter(torch.zeros(1))
+        self.layers = []
+
+    def forward(self, x, padding_mask=None):
+        logits = torch.full((x.size(0), x.size(1), self.vocab), -10.0)
+        for t in range(x.size(1)):
+            logits[:, t, self.script[min(t, len(self.script) - 1)]] = 10.0
+        return logits
+
+
+def test_decode_loop_stops_at_end():
+    model = MockModel(script=[5, 5, 5, 7, 8, END, 9])
+    out = sample_sequence(torch.tensor([4, 4, SEP]), model, "greedy", 16, "cpu", END, use_cache=False)
+    assert out == [5, 7, 8, END]  # script[2:] (the last prompt position predicts), [END] included
+
+
+def test_decode_loop_respects_max_len():
+    model = MockModel(script=[6] * 20)
+    out = sample_sequence(torch.tensor([4, 4, SEP]), model, "greedy", 8, "cpu", END, use_cache=False)
+    assert len(out) == 5  # 3 prompt tokens + 5 new = max_len 8
+
+
+def test_unknown_strategy():
+    with pytest.raises(ValueError, match="unknown sampling strategy"):
+        sample_sequence(torch.tensor([4, SEP]), MockModel([1]), "beam", 8, "cpu", END)
+
+
+def small_model(seed=0, **overrides):
+    values = dict(device="cpu", vocab_size=300, embed_size=24, num_heads=3, num_layers=2,
+                  max_len=20, dropout_p=0.1)
+    torch.manual_seed(seed)
+    return TransformerModel(make_config("tiny", **{**values, **overrides})).eval()
+
+
+def test_kv_cache_logits_equal_full_recomputation_at_every_step():
+    model = small_model()
+    ids = torch.randint(4, 300, (2, 20))
+    cache = KVCache(len(model.layers))
+    with torch.no_grad():
+        full = model(ids)
+        got = [forward_cached(model, ids[:, :7], cache)]  # a prompt, then one token at a time
+        for t in range(7, 20):
+            got.append(forward_cached(model, ids[:, t:t + 1], cache))
+    torch.testing.assert_close(torch.cat(got, dim=1), full, atol=1e-5, rtol=1e-5)
+
+
+def test_cached_and_uncached_greedy_give_identical_tokens():
+    model = small_model(seed=3)
+    prompt = torch.randint(4, 300, (6,)).tolist() + [SEP]
+    cached = sample_sequence(torch.tensor(prompt), model, "greedy", 20, "cpu", END, use_cache=True)
+    plain = sample_sequence(torch.tensor(prompt), model, "greedy", 20, "cpu", END, use_cache=False)
+    assert cached == plain and len(cached) == 20 - len(prompt)
+
+
+def test_cached_top_p_with_a_seed_matches_uncached():
+    model = small_model(seed=4)
+    prompt = torch.randint(4, 300, (5,)).tolist() + [SEP]
+    runs = [sample_sequence(torch.tensor(prompt), model, "top-p", 20, "cpu", END, p=0.9, temperature=1.0,
+                            generator=torch.Generator().manual_seed(11), use_cache=c) for c in (True, False)]
+    assert runs[0] == runs[1]
+
+
+def test_fit_prompt_truncates_from_the_left_and_keeps_sep():
+    assert fit_prompt([5, 6, 7, 8, 9, SEP], SEP, max_len=8, max_new_tokens=4) == [7, 8, 9, SEP]
+    assert fit_prompt([5, SEP], SEP, max_len=8, max_new_tokens=4) == [5, SEP]
+    model = small_model()
+    long_prompt = list(range(4, 60)) + [SEP]
+    steps = list(generate(model, long_prompt, END, SamplingSettings("greedy", max_new_tokens=5), sep_id=SEP))
+    assert len(steps) == 5
+
+
+def test_steps_record_how_each_token_was_chosen():
+    model = small_model(seed=5)
+    steps = list(generate(model, [7, 8, SEP], END, SamplingSettings("top-p", p=0.5, temperature=1.0, seed=1,
+                                                                   max_new_tokens=4)))
+    for step in steps:
+        assert 0 < step.probability <= 1 and step.nucleus_size >= 1
+        assert len(step.alternatives) == 5
+        assert abs(sum(p for _, p in step.alternatives)) <= 1.0 + 1e-6
+
+
+def test_streamed_pieces_join_to_the_one_shot_decode_with_multibyte_text(tokenizer):
+    answer_ids = tokenizer.encode("caf\u00e9 \U0001F600 \u65e5\u672c \u0645\u0631\u062d\u0628\u0627").ids
+    prompt_len = len(tokenize_input(tokenizer, "hi?", SEP))
+    # Byte-level ids: the emoji alone is 4 single-byte tokens, so partial characters do occur.
+    assert any("\ufffd" in decode_output(tokenizer, answer_ids[:i]) for i in range(len(answer_ids)))
+    model = MockModel(script=[0] * (prompt_len - 1) + answer_ids + [END], vocab=400, max_len=64)
+    stream = AnswerStream(model, tokenizer, "hi?", SamplingSettings("greedy", max_new_tokens=60),
+                          {"sep": SEP, "end": END}, use_cache=False)
+    pieces = list(stream)
+    assert all("\ufffd" not in piece for piece in pieces)  # never half a character
+    assert "".join(pieces) == decode_output(tokenizer, answer_ids) == stream.text
+    assert stream.finished_by_end and len(pieces) > 3
