@@ -15,10 +15,10 @@ $(STAMP): requirements.txt
 
 venv: $(STAMP)
 
+# Train (or resume) the demo model, show held-out answers, then serve the chat page on localhost.
+# INF265_DEMO_NO_SERVE=1 make demo stops before the server; DEMO_ARGS passes options to demo.py.
 demo: $(STAMP)
-	$(PY) tokenizer.py --preset demo
-	$(PY) dataset.py --preset demo
-	$(PY) model.py --preset demo
+	$(PY) demo.py $(DEMO_ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest

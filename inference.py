@@ -130,9 +130,16 @@ class Step:
     alternatives: list = field(default_factory=list)  # [(token_id, probability)], top 5
 
 
-def choose_token(logits, settings, generator=None, previous_ids=()):
-    """One decoding decision over the last position's logits; returns a Step."""
+def choose_token(logits, settings, generator=None, previous_ids=(), banned_ids=()):
+    """One decoding decision over the last position's logits; returns a Step.
+
+    `banned_ids` (the chat page passes [SEP], [PAD], [UNK]) can never be chosen: an answer made
+    of them would only show as gaps.
+    """
     logits = apply_repetition_penalty(logits, previous_ids, settings.repetition_penalty)
+    if len(banned_ids):
+        logits = logits.clone()
+        logits[list(banned_ids)] = float("-inf")
     shown = torch.softmax(logits.float() / max(settings.temperature, GREEDY_BELOW_TEMPERATURE), -1)
     top = torch.topk(shown, k=min(5, shown.numel()))
     alternatives = list(zip(top.indices.tolist(), top.values.tolist()))
@@ -206,7 +213,8 @@ def fit_prompt(prompt_ids, sep_id, max_len, max_new_tokens):
 
 
 @torch.no_grad()
-def generate(model, prompt_ids, end_id, settings, generator=None, sep_id=None, use_cache=True):
+def generate(model, prompt_ids, end_id, settings, generator=None, sep_id=None, use_cache=True,
+             banned_ids=()):
     """Yield a Step per new token until [END], max_new_tokens, or the model's max_len.
 
     `prompt_ids` is a list of ints ending in [SEP]; with sep_id it is cut from the left if needed
@@ -228,7 +236,7 @@ def generate(model, prompt_ids, end_id, settings, generator=None, sep_id=None, u
             logits = forward_cached(model, pending, cache)[0, -1]
         else:  # the template's way: the whole sequence again for every token
             logits = model(sequence)[0, -1]
-        step = choose_token(logits, settings, generator, new_ids)
+        step = choose_token(logits, settings, generator, new_ids, banned_ids)
         yield step
         new_ids.append(step.token_id)
         if step.token_id == end_id:
@@ -291,12 +299,13 @@ class AnswerStream:
         self.model, self.tokenizer, self.settings = model, tokenizer, settings.check()
         ids = special_ids or special_token_ids(tokenizer, default_config)
         self.sep_id, self.end_id = ids["sep"], ids["end"]
+        self.banned = [ids[k] for k in ("sep", "pad", "unk") if k in ids]
         self.prompt = tokenize_input(tokenizer, question, self.sep_id).tolist()
         self.ids, self.steps, self.text, self.use_cache = [], [], "", use_cache
 
     def __iter__(self):
         for step in generate(self.model, self.prompt, self.end_id, self.settings, sep_id=self.sep_id,
-                             use_cache=self.use_cache):
+                             use_cache=self.use_cache, banned_ids=self.banned):
             self.steps.append(step)
             if step.token_id == self.end_id:
                 break

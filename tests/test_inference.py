@@ -176,3 +176,12 @@ def test_streamed_pieces_join_to_the_one_shot_decode_with_multibyte_text(tokeniz
     assert all("\ufffd" not in piece for piece in pieces)  # never half a character
     assert "".join(pieces) == decode_output(tokenizer, answer_ids) == stream.text
     assert stream.finished_by_end and len(pieces) > 3
+
+
+def test_banned_special_tokens_are_never_chosen():
+    logits = torch.tensor([9.0, 0.0, 8.0, 7.0, 1.0])  # [SEP], [END], [PAD], [UNK] would win
+    for strategy in ("greedy", "top-p"):
+        settings_ = SamplingSettings(strategy, p=1.0, temperature=5.0, seed=0)
+        for seed in range(20):
+            step = choose_token(logits, settings_, torch.Generator().manual_seed(seed), banned_ids=[0, 2, 3])
+            assert step.token_id in (1, 4)

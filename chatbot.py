@@ -1,0 +1,343 @@
+"""The chat page: ask the trained decoder questions in the browser (Streamlit).
+
+    streamlit run chatbot.py                                   # the default model (temp/)
+    streamlit run chatbot.py -- --preset demo                  # the model of `make demo` (temp/demo/)
+    streamlit run chatbot.py -- --preset tiny --device cpu     # the tiny CPU model (temp/tiny/)
+    streamlit run chatbot.py -- --model_filename run/model.pth --tokenizer_filename run/tokenizer.json
+    streamlit run chatbot.py --server.port 8502 -- --preset demo          # Streamlit's own options first
+    streamlit run chatbot.py --server.address 0.0.0.0 -- --preset demo    # reachable from other machines
+    INF265_CHAT_ARGS="--preset demo" streamlit run chatbot.py            # arguments from the environment
+
+Arguments after `--` are the config's: `--preset`, and `--KEY VALUE` for any key of config.py. When
+the environment variable INF265_CHAT_ARGS is set, it is read instead (split like a shell command
+line): Streamlit's AppTest runs this script inside pytest, whose sys.argv is pytest's, so the tests
+pass their files this way. `.streamlit/config.toml` keeps the server on localhost, headless, with no
+usage statistics sent; `--server.address` overrides it.
+
+The model and tokenizer are loaded once (st.cache_resource); the answer streams token by token
+(st.write_stream over inference.AnswerStream), and under each answer a table shows how every token
+was sampled. What the model writes and what the user types is shown literally: Markdown, LaTeX
+(`$`), HTML and bare links are escaped (escape_markdown), never rendered.
+"""
+
+import argparse
+import math
+import os
+import shlex
+import string
+import sys
+import types
+
+import streamlit as st
+import torch
+
+from checkpoint import load_trained_model
+from config import ConfigError, add_config_arguments, config_from_args
+from inference import MAX_INPUT_CHARS, AnswerStream, SamplingSettings, clean_question, fit_prompt
+from tokenizer import load_tokenizer, special_token_ids
+from utils import UserError, get_num_params, resolve_device
+
+# Hack from the course template: Streamlit's file watcher walks every module's __path__, and
+# torch.classes' __path__ raises ("Tried to instantiate class '__path__._path'"). An empty list
+# gives it nothing to walk.
+torch.classes.__path__ = []
+
+ARGS_ENV_VAR = "INF265_CHAT_ARGS"
+# What the text box accepts. The model sees at most max_len tokens of question and answer together
+# (128 for the default model, so about 64 question tokens, some 250 characters of English); 500
+# leaves room for a pasted question, and the page says when the model saw only its end. Streamlit
+# cuts longer text to this (the page says so); clean_question's MAX_INPUT_CHARS is higher.
+MAX_QUESTION_CHARS = min(500, MAX_INPUT_CHARS)
+EMPTY_ANSWER = "(the model gave an empty answer)"
+
+_PUNCTUATION = frozenset(string.punctuation)  # CommonMark lets every ASCII punctuation be escaped
+_WORD_JOINER = "\u2060"  # invisible; breaks "http://", "www." and "a@b" so GFM makes no link
+_NBSP = "\u00a0"  # leading spaces as no-break spaces never start an indented code block
+
+
+# ----------------------------------------------------------------------------------------------
+# Helpers (pure, tested directly)
+
+def chat_arguments(environ=None, argv=None):
+    """The config arguments: $INF265_CHAT_ARGS split like a shell line when set, else argv[1:].
+
+    >>> chat_arguments({"INF265_CHAT_ARGS": "--preset demo --top_p '0.9'"}, ["chatbot.py"])
+    ['--preset', 'demo', '--top_p', '0.9']
+    """
+    environ = os.environ if environ is None else environ
+    if environ.get(ARGS_ENV_VAR) is not None:
+        return shlex.split(environ[ARGS_ENV_VAR])
+    return list((sys.argv if argv is None else argv)[1:])
+
+
+def escape_markdown(text):
+    """Text that st.markdown shows literally, character for character.
+
+    Every ASCII punctuation mark gets a backslash (so no emphasis, links, images, HTML, tables,
+    headings, lists, `$` LaTeX or `:emoji:` codes), a line break becomes a hard break, spaces at
+    the start of a line become no-break spaces (no code blocks), and an invisible word joiner
+    goes inside "://", "www." and after "@" (GFM links bare URLs and e-mails after escaping).
+    Each character's output depends only on the text before it, so escaping a growing text gives
+    a growing result: a stream can be escaped piece by piece (escaped_stream).
+    >>> escape_markdown("**hi** $x$ <b>")
+    '\\\\*\\\\*hi\\\\*\\\\* \\\\$x\\\\$ \\\\<b\\\\>'
+    """
+    text = str(text).replace("\r\n", "\n").replace("\r", "\n")
+    out, line_start = [], True
+    for i, char in enumerate(text):
+        if char == "\n":
+            out.append("  \n")  # two spaces: a hard line break, not a paragraph join
+            line_start = True
+            continue
+        if line_start and char in " \t":
+            out.append(_NBSP * (4 if char == "\t" else 1))
+            continue
+        line_start = False
+        if char not in _PUNCTUATION:
+            out.append(char)
+        elif (char == "/" and text[i - 1:i] == ":") or (char == "." and text[i - 3:i].lower() == "www"):
+            out.append(_WORD_JOINER + "\\" + char)
+        else:
+            out.append("\\" + char + (_WORD_JOINER if char == "@" else ""))
+    return "".join(out)
+
+
+def escaped_stream(pieces):
+    """Yield escape_markdown of a stream of text pieces, piece by piece (for st.write_stream)."""
+    text, shown = "", ""
+    for piece in pieces:
+        text += piece
+        escaped = escape_markdown(text)
+        yield escaped[len(shown):]
+        shown = escaped
+
+
+def token_label(tokenizer, token_id, special_names):
+    """How a token reads in the sampling table: its text, spaces shown as "␣", specials by name.
+
+    >>> token_label(tok, 1, {1: "[END]"}), token_label(tok, 262, {})   # doctest: +SKIP
+    ('[END]', '␣the')
+    """
+    if token_id in special_names:
+        return special_names[token_id]
+    text = tokenizer.decode([token_id])
+    if not text or "\ufffd" in text:  # a byte of a multi-byte character: show the BPE symbol
+        return tokenizer.id_to_token(token_id) or f"<id {token_id}>"
+    visible = {" ": "␣", "\n": "↵", "\t": "⇥"}
+    return "".join(visible.get(c) or (c if c.isprintable() else c.encode("unicode_escape").decode())
+                   for c in text)
+
+
+def sampling_table(steps, tokenizer, special_names):
+    """Columns of the "How was this answer sampled?" table, one row per generated token."""
+    labels = [token_label(tokenizer, step.token_id, special_names) for step in steps]
+    return {
+        "#": list(range(1, len(steps) + 1)),
+        "token": labels,
+        "probability": [step.probability for step in steps],
+        "nucleus size": [step.nucleus_size for step in steps],
+        "top alternatives": [", ".join(f"{token_label(tokenizer, t, special_names)} {p:.2f}"
+                                       for t, p in step.alternatives) for step in steps],
+    }
+
+
+def model_card(model, info, config):
+    """Lines of plain text describing the loaded model, for the sidebar."""
+    shape = info["model_shape"]
+    lines = [f"{get_num_params(model):,} parameters",
+             f"vocabulary: {shape['vocab_size']:,} tokens",
+             f"embed {shape['embed_size']}, {shape['num_heads']} heads, {shape['num_layers']} layers, "
+             f"max_len {shape['max_len']}"]
+    if info.get("global_step") is not None:
+        epoch = info.get("epoch")
+        epochs = f", {epoch} epoch{'' if epoch == 1 else 's'} completed" if epoch is not None else ""
+        steps = info["global_step"]
+        lines.append(f"trained {steps:,} step{'' if steps == 1 else 's'}{epochs}")
+    val_loss = info.get("val_loss")
+    if isinstance(val_loss, (int, float)) and math.isfinite(val_loss):
+        perplexity = math.exp(val_loss) if val_loss < 700 else math.inf
+        lines.append(f"validation loss {val_loss:.3f} (perplexity {perplexity:,.1f})")
+    lines.append(f"checkpoint: {config.model_filename}")
+    return lines
+
+
+def setup_commands(argv):
+    """Shell commands that create the tokenizer and model the page was started for."""
+    args = (" " + shlex.join(argv)) if argv else ""
+    return (f"python tokenizer.py{args}\n"
+            f"python train.py{args}\n"
+            f"streamlit run chatbot.py{' --' + args if args else ''}\n"
+            f"\n"
+            f"# or the small demo model on the built-in corpus (CPU, offline):\n"
+            f"make demo\n"
+            f"streamlit run chatbot.py -- --preset demo")
+
+
+def file_stamp(path):
+    """Modification time of a file (None when missing): part of the cache key, so a model
+    retrained while the page runs is loaded again."""
+    return os.path.getmtime(path) if os.path.isfile(path) else None
+
+
+@st.cache_resource(show_spinner="Loading the model and tokenizer...", max_entries=4)
+def load_chat_model(config_items, stamps):
+    """(model, tokenizer, info, special ids) for a config given as sorted (key, value) pairs.
+
+    Cached per config (which holds the file paths) and file stamps. Raises UserError when a file
+    is missing, damaged, or the tokenizer and model do not belong together.
+    """
+    cfg = types.SimpleNamespace(**dict(config_items))
+    device = resolve_device(cfg.device)
+    tokenizer = load_tokenizer(cfg)
+    model, info = load_trained_model(cfg, device, tokenizer)
+    return model, tokenizer, info, special_token_ids(tokenizer, cfg)
+
+
+# ----------------------------------------------------------------------------------------------
+# The page
+
+def show_message(message, tokenizer, special_ids):
+    """Replay one message of the history (the live answer is streamed instead, then this)."""
+    with st.chat_message(message["role"]):
+        if message["role"] == "user" or message["content"]:
+            st.markdown(escape_markdown(message["content"]))
+        show_details(message, tokenizer, special_ids)
+
+
+def show_details(message, tokenizer, special_ids):
+    """Everything under a message's text: notes, and for answers how they were sampled."""
+    if message["role"] == "assistant" and not message["content"]:
+        st.markdown(f"*{EMPTY_ANSWER}*")
+    for note in message.get("notes", []):
+        st.caption(note)
+    if message["role"] == "assistant":
+        show_sampling(message["steps"], tokenizer, special_ids)
+
+
+def show_sampling(steps, tokenizer, special_ids):
+    with st.expander("How was this answer sampled?"):
+        if not steps:
+            st.caption("No token was generated.")
+            return
+        names = {token_id: tokenizer.id_to_token(token_id) for token_id in special_ids.values()}
+        table = sampling_table(steps, tokenizer, names)
+        st.dataframe(table, hide_index=True, column_config={
+            "probability": st.column_config.ProgressColumn(
+                "probability", format="%.3f", min_value=0.0, max_value=1.0,
+                help="of the chosen token, under the distribution it was drawn from "
+                     "(top-p: the renormalised nucleus; greedy: always 1)"),
+            "nucleus size": st.column_config.NumberColumn(
+                "nucleus size", help="how many tokens it was drawn from (greedy: 1)"),
+            "top alternatives": st.column_config.TextColumn(
+                "top alternatives", help="the five most likely tokens after temperature"),
+        })
+        # Labels carry the position so a token chosen twice gets two bars.
+        chart = {"token": [f"{n}: {label}" for n, label in zip(table["#"], table["token"])],
+                 "probability": table["probability"]}
+        st.bar_chart(chart, x="token", y="probability", sort=False, height=220)
+
+
+def question_notes(typed, question, stream, max_len):
+    """Captions for a question that was cut before the model saw it."""
+    notes = []
+    if len(typed) >= MAX_QUESTION_CHARS:  # Streamlit cuts longer text to max_chars, silently
+        notes.append(f"Questions are cut at {MAX_QUESTION_CHARS} characters (the text box's "
+                     f"limit); yours reached it, so its end may be missing.")
+    seen = fit_prompt(stream.prompt, stream.sep_id, max_len, stream.settings.max_new_tokens)
+    if len(seen) < len(stream.prompt):
+        notes.append(f"The model saw only the last {len(seen) - 1} tokens of your question: its "
+                     f"context holds {max_len} tokens for question and answer together.")
+    return notes
+
+
+def answer_notes(stream, max_len):
+    """Captions for an answer that stopped before the model wrote [END]."""
+    if stream.finished_by_end or not stream.steps:
+        return []
+    if len(stream.steps) >= stream.settings.max_new_tokens:
+        return [f"Cut at the max answer length ({stream.settings.max_new_tokens} tokens)."]
+    return [f"Cut because the model's context ({max_len} tokens, question included) is full."]
+
+
+def main():
+    st.title("Cursed Chatbot")
+
+    argv = chat_arguments()
+    parser = argparse.ArgumentParser(prog="streamlit run chatbot.py --", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    try:
+        # What parse_cli does, minus updating the shared `config` in place: each browser tab runs
+        # this script in its own thread, and one must not see another's half-updated config.
+        config = config_from_args(add_config_arguments(parser).parse_args(argv))
+    except ConfigError as exc:
+        st.error(escape_markdown(f"error: {exc}"))
+        st.stop()
+    except SystemExit:  # argparse printed the problem (or --help) to the terminal
+        st.error(escape_markdown(f"cannot read the arguments {shlex.join(argv)!r}; "
+                                 f"the terminal running streamlit says why"))
+        st.stop()
+
+    try:
+        model, tokenizer, info, special_ids = load_chat_model(
+            tuple(sorted(vars(config).items())),
+            (file_stamp(config.tokenizer_filename), file_stamp(config.model_filename)))
+    except UserError as exc:
+        st.error(escape_markdown(f"Cannot start the chat: {exc}"))
+        st.markdown("To create the files this page was started with, run in the repository folder:")
+        st.code(setup_commands(argv), language="bash")
+        st.stop()
+
+    if "messages" not in st.session_state:
+        st.session_state.messages = []
+
+    with st.sidebar:
+        strategy = st.selectbox("Sampling strategy", ["greedy", "top-p"], index=1)
+        greedy = strategy == "greedy"
+        temperature = st.slider("Temperature", 0.1, 2.0, 0.7)
+        top_p = st.slider("Top-p", 0.1, 1.0, 0.95, disabled=greedy,
+                          help="keep the most likely tokens up to this much probability mass")
+        max_new_tokens = st.slider("Max answer length", 1, model.max_len, min(100, model.max_len),
+                                   help="in tokens; the question and the answer together also "
+                                        f"stop at the model's max_len ({model.max_len})")
+        seed = st.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1,
+                               help="0 or empty: a new random answer every time; any other "
+                                    "number repeats the same answer")
+        top_k = st.number_input("Top-k", min_value=0, max_value=model.vocab_size, value=0, step=1,
+                                disabled=greedy, help="draw only from the k most likely tokens; 0: off")
+        repetition_penalty = st.slider("Repetition penalty", 1.0, 2.0, 1.0, step=0.05,
+                                       help="make tokens already in the answer less likely; 1.0: off")
+        if st.button("Clear chat history"):
+            st.session_state.messages = []
+        with st.container(border=True):
+            st.markdown("**Model**  \n" + escape_markdown("\n".join(model_card(model, info, config))))
+
+    settings = SamplingSettings(strategy=strategy, p=top_p, temperature=temperature,
+                                top_k=int(top_k), repetition_penalty=repetition_penalty,
+                                max_new_tokens=max_new_tokens, seed=int(seed) if seed else None)
+
+    for message in st.session_state.messages:
+        show_message(message, tokenizer, special_ids)
+
+    typed = st.chat_input("Type your question...", max_chars=MAX_QUESTION_CHARS)
+    if typed is None:
+        return
+    question = clean_question(typed)
+    if not question:
+        st.warning("Type a question first: the message was empty or only spaces.")
+        return
+
+    stream = AnswerStream(model, tokenizer, question, settings, special_ids)
+    asked = {"role": "user", "content": question,
+             "notes": question_notes(typed, question, stream, model.max_len)}
+    st.session_state.messages.append(asked)
+    show_message(asked, tokenizer, special_ids)
+    with st.chat_message("assistant"):
+        st.write_stream(escaped_stream(stream))
+        answer = {"role": "assistant", "content": stream.text, "steps": list(stream.steps),
+                  "notes": answer_notes(stream, model.max_len)}
+        st.session_state.messages.append(answer)
+        show_details(answer, tokenizer, special_ids)
+
+
+if __name__ == "__main__":
+    main()

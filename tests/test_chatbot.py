@@ -1,0 +1,413 @@
+"""chatbot.py: the chat page run by Streamlit's AppTest on a tiny model trained in a fixture.
+
+The model is trained for one short epoch, so its answers are gibberish: the tests check the page's
+mechanics (history, settings reaching the sampler, odd input, escaping, error pages), and compare
+seeded answers with inference.AnswerStream run directly.
+"""
+
+import json
+import shlex
+import shutil
+import string
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from streamlit.testing.v1 import AppTest
+
+import config as config_module
+import corpus
+from chatbot import (EMPTY_ANSWER, MAX_QUESTION_CHARS, chat_arguments, escape_markdown, escaped_stream,
+                     token_label)
+from checkpoint import load_trained_model
+from config import make_config
+from inference import MAX_INPUT_CHARS, AnswerStream, SamplingSettings
+from tokenizer import load_tokenizer, special_token_ids, train_tokenizer
+from train import train_model
+
+PAGE = str(Path(__file__).resolve().parent.parent / "chatbot.py")
+TIMEOUT = 60  # seconds per script run; the first one loads the model
+
+
+def train_tiny_chat_model(folder):
+    """A tokenizer and a model trained for one short epoch on 80 built-in pairs, under `folder`.
+
+    Returns (config, chat arguments for the page). Also used by test_chatbot_browser.py.
+    """
+    folder = Path(folder)
+    rows = corpus.generate("train")[:80]
+    (folder / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    cfg = make_config("tiny", device="cpu", dataset=str(folder / "pairs.jsonl"), vocab_size=300,
+                      min_frequency=1, max_len=32, batch_size=32, num_epochs=1, val_fraction=0.2,
+                      warmup_steps=1, lr=3e-3, precision="fp32", compile="off",
+                      dataloader_num_workers=0,
+                      tokenizer_filename=str(folder / "tokenizer.json"),
+                      model_filename=str(folder / "model.pth"),
+                      optimizer_filename=str(folder / "optimizer.pth"),
+                      log_filename=str(folder / "log.csv"), plot_filename=str(folder / "loss.png"))
+    train_tokenizer(cfg)
+    train_model(cfg)
+    return cfg, page_arguments(cfg)
+
+
+def page_arguments(cfg):
+    return ["--preset", "tiny", "--device", "cpu", "--vocab_size", str(cfg.vocab_size),
+            "--tokenizer_filename", cfg.tokenizer_filename, "--model_filename", cfg.model_filename]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    return train_tiny_chat_model(tmp_path_factory.mktemp("chat"))
+
+
+@pytest.fixture(scope="module")
+def loaded(trained):
+    """The fixture's model and tokenizer loaded directly, to compute answers without the page."""
+    cfg, _ = trained
+    tokenizer = load_tokenizer(cfg)
+    model, _ = load_trained_model(cfg, "cpu", tokenizer)
+    return model, tokenizer, special_token_ids(tokenizer, cfg)
+
+
+def end_bias_variant(trained, folder, bias):
+    """The fixture's model with `bias` added to the [END] logit (+50: always ends, -50: never);
+    returns the page's arguments for it."""
+    cfg, args = trained
+    folder.mkdir()
+    for name in ("tokenizer.json", "model.json"):
+        shutil.copy(Path(cfg.model_filename).parent / name, folder / name)
+    weights = torch.load(cfg.model_filename, weights_only=True)
+    weights["fc_out.bias"][special_token_ids(load_tokenizer(cfg), cfg)["end"]] += bias
+    torch.save(weights, folder / "model.pth")
+    return args + ["--tokenizer_filename", str(folder / "tokenizer.json"),
+                   "--model_filename", str(folder / "model.pth")]
+
+
+@pytest.fixture(autouse=True)
+def _isolated(restore_global_config, monkeypatch):
+    """AppTest leaves the page installed as sys.modules["__main__"]; put it back after each test
+    (and the shared config, should the page ever change it)."""
+    monkeypatch.setitem(sys.modules, "__main__", sys.modules["__main__"])
+    yield
+
+
+def open_page(monkeypatch, args):
+    monkeypatch.setenv("INF265_CHAT_ARGS", shlex.join(args))
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def ask(at, text):
+    at.chat_input[0].set_value(text).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def widget(widgets, label):
+    (found,) = [w for w in widgets if w.label == label]
+    return found
+
+
+def roles(at):
+    return [message.name for message in at.chat_message]
+
+
+def shown_text(message):
+    """What a chat message displays as its text (its first Markdown element)."""
+    return message.markdown[0].value
+
+
+def direct_answer(loaded, question, **settings):
+    """The answer inference.AnswerStream gives with the page's defaults and `settings`."""
+    model, tokenizer, ids = loaded
+    defaults = dict(strategy="top-p", p=0.95, temperature=0.7, top_k=0, repetition_penalty=1.0,
+                    max_new_tokens=min(100, model.max_len))
+    stream = AnswerStream(model, tokenizer, question, SamplingSettings(**{**defaults, **settings}), ids)
+    return "".join(stream), stream
+
+
+# ----------------------------------------------------------------------------------------------
+# Escaping: what the model writes and what the user types is shown literally
+
+def unescape(shown, keep_joiners=False):
+    """The text st.markdown displays for escape_markdown's output (the CommonMark rules it uses);
+    with keep_joiners, the text GFM's autolinking scans."""
+    out, i = [], 0
+    while i < len(shown):
+        if shown[i] == "\\" and i + 1 < len(shown) and shown[i + 1] in string.punctuation:
+            out.append(shown[i + 1])
+            i += 2
+            continue
+        out.append(shown[i])
+        i += 1
+    text = "".join(out).replace("  \n", "\n").replace("\u00a0", " ")
+    return text if keep_joiners else text.replace("\u2060", "")
+
+
+def has_bare_punctuation(shown):
+    """True if some ASCII punctuation in `shown` is not backslash-escaped (Markdown could act on it)."""
+    i = 0
+    while i < len(shown):
+        if shown[i] == "\\":
+            i += 2
+            continue
+        if shown[i] in string.punctuation:
+            return True
+        i += 1
+    return False
+
+
+def test_escape_markdown_shows_formatting_literally():
+    text = "**bold** [x](http://e) <b>$x$</b>"
+    shown = escape_markdown(text)
+    assert shown == r"\*\*bold\*\* \[x\]\(http\:" + "\u2060" + r"\/\/e\) \<b\>\$x\$\<\/b\>"
+    assert unescape(shown) == text
+
+
+@pytest.mark.parametrize("text", [
+    "# heading\n- item\n1. one\n> quote\n| a | b |\n|---|---|",
+    "    indented code\n\n\tand a tab",
+    "<script>alert(1)</script> <img src=x onerror=alert(1)> &amp;",
+    "![image](http://e/x.png) www.example.com a@b.com :smile: :red[x] $$x^2$$ ~~s~~ `c`",
+    "[SEP] [END] emoji 😀 中文 עברית \\ back\\slash",
+])
+def test_escape_markdown_leaves_nothing_for_markdown_to_act_on(text):
+    shown = escape_markdown(text)
+    assert not has_bare_punctuation(shown)
+    assert "\n    " not in shown and "\n\t" not in shown and not shown.startswith(" ")
+    scanned = unescape(shown, keep_joiners=True)
+    assert not any(link in scanned for link in ("://", "www.", "a@b"))  # GFM would make links
+
+
+TEXT = st.text(st.characters(blacklist_characters="\r\t\u00a0\u2060"), max_size=60)
+
+
+@given(TEXT, st.integers(0, 60))
+def test_escape_markdown_round_trips_and_grows_with_its_input(text, cut):
+    shown = escape_markdown(text)
+    assert unescape(shown) == text
+    assert not has_bare_punctuation(shown)
+    # Escaping a prefix gives a prefix: a stream can be escaped piece by piece.
+    assert shown.startswith(escape_markdown(text[:cut]))
+
+
+def test_escaped_stream_joins_to_the_escaped_text():
+    pieces = ["**a", "*", " http", ":", "//x", "\n", "  www", ".e.com $"]
+    assert "".join(escaped_stream(pieces)) == escape_markdown("".join(pieces))
+
+
+def test_arguments_come_from_the_environment_when_set():
+    argv = ["chatbot.py", "--preset", "demo"]
+    assert chat_arguments({}, argv) == ["--preset", "demo"]
+    assert chat_arguments({"INF265_CHAT_ARGS": "--model_filename 'a b/model.pth'"}, argv) == [
+        "--model_filename", "a b/model.pth"]
+    assert chat_arguments({"INF265_CHAT_ARGS": ""}, argv) == []
+
+
+# ----------------------------------------------------------------------------------------------
+# The page
+
+def test_sidebar_has_the_template_controls_and_the_model_card(monkeypatch, trained, loaded):
+    shared = dict(vars(config_module.config))
+    at = open_page(monkeypatch, trained[1])
+    assert vars(config_module.config) == shared  # browser tabs run the page in parallel threads
+    assert [t.value for t in at.title] == ["Cursed Chatbot"]
+    strategy = widget(at.sidebar.selectbox, "Sampling strategy")
+    assert strategy.options == ["greedy", "top-p"] and strategy.value == "top-p"
+    assert widget(at.sidebar.slider, "Temperature").value == pytest.approx(0.7)
+    assert widget(at.sidebar.slider, "Top-p").value == pytest.approx(0.95)
+    assert widget(at.sidebar.slider, "Max answer length").value == 32  # min(100, max_len)
+    assert widget(at.sidebar.slider, "Repetition penalty").value == 1.0
+    assert widget(at.sidebar.number_input, "Seed").value == 0
+    assert widget(at.sidebar.number_input, "Top-k").value == 0
+    assert widget(at.sidebar.button, "Clear chat history")
+    card = unescape(" ".join(m.value for m in at.sidebar.markdown))
+    model = loaded[0]
+    assert f"{sum(p.numel() for p in model.parameters()):,} parameters" in card
+    assert "vocabulary: 300 tokens" in card and "embed 16, 2 heads, 2 layers, max_len 32" in card
+    saved = json.loads((Path(trained[0].model_filename).parent / "model.json").read_text())
+    assert f"trained {saved['global_step']} step" in card
+    assert f"validation loss {saved['val_loss']:.3f}" in card and "perplexity" in card
+    assert f"checkpoint: {trained[0].model_filename}" in card
+
+
+def test_an_answer_appears_and_history_keeps_both_turns(monkeypatch, trained, loaded):
+    at = open_page(monkeypatch, trained[1])
+    widget(at.sidebar.number_input, "Seed").set_value(3)
+    ask(at, "which is larger, 12 or 7?")
+    expected, _ = direct_answer(loaded, "which is larger, 12 or 7?", seed=3)
+    assert expected  # a non-empty answer, so the check below can fail
+    assert roles(at) == ["user", "assistant"]
+    assert shown_text(at.chat_message[0]) == escape_markdown("which is larger, 12 or 7?")
+    assert shown_text(at.chat_message[1]) == escape_markdown(expected)
+
+    ask(at, "how do you spell kalomi?")
+    at.run()  # a rerun without input replays the history
+    assert roles(at) == ["user", "assistant", "user", "assistant"]
+    assert [m["content"] for m in at.session_state.messages][::2] == [
+        "which is larger, 12 or 7?", "how do you spell kalomi?"]
+    assert shown_text(at.chat_message[1]) == escape_markdown(expected)
+    assert [e.label for e in at.expander] == ["How was this answer sampled?"] * 2
+
+
+def test_clear_chat_history_empties_it(monkeypatch, trained):
+    at = open_page(monkeypatch, trained[1])
+    ask(at, "what is 2 plus 2?")
+    assert len(at.chat_message) == 2
+    widget(at.sidebar.button, "Clear chat history").click().run()
+    assert at.session_state.messages == [] and len(at.chat_message) == 0
+
+
+@pytest.mark.parametrize("strategy, seed", [("greedy", 5), ("top-p", 7)])
+def test_seeded_answer_equals_answer_stream_run_directly(monkeypatch, trained, loaded, strategy, seed):
+    at = open_page(monkeypatch, trained[1])
+    widget(at.sidebar.selectbox, "Sampling strategy").set_value(strategy)
+    widget(at.sidebar.number_input, "Seed").set_value(seed)
+    widget(at.sidebar.slider, "Temperature").set_value(1.3)
+    ask(at, "how many legs does a cat have?")
+    expected, stream = direct_answer(loaded, "how many legs does a cat have?", strategy=strategy,
+                                     seed=seed, temperature=1.3)
+    answer = at.session_state.messages[-1]
+    assert answer["content"] == expected
+    assert [s.token_id for s in answer["steps"]] == [s.token_id for s in stream.steps]
+    table = at.dataframe[0].value
+    assert list(table["nucleus size"]) == [s.nucleus_size for s in stream.steps]
+    if strategy == "greedy":
+        assert set(table["probability"]) == {1.0}
+    ask(at, "how many legs does a cat have?")  # the same seed repeats the answer
+    assert at.session_state.messages[-1]["content"] == expected
+
+
+def test_token_labels_make_spaces_bytes_and_special_tokens_visible(loaded):
+    _, tokenizer, ids = loaded
+    decodes = {tokenizer.decode([i]): i for i in range(tokenizer.get_vocab_size())}
+    assert token_label(tokenizer, ids["end"], {ids["end"]: "[END]"}) == "[END]"
+    assert token_label(tokenizer, tokenizer.token_to_id("Ġs"), {}) == "␣s"
+    assert token_label(tokenizer, decodes["\t"], {}) == "⇥"
+    assert token_label(tokenizer, decodes["\n"], {}) == "↵"
+    assert token_label(tokenizer, decodes["\x1f"], {}) == "\\x1f"
+    continuation = tokenizer.token_to_id("ò")  # one byte of a multi-byte character
+    assert tokenizer.decode([continuation]) == "\ufffd"
+    assert token_label(tokenizer, continuation, {}) == "ò"
+
+
+def test_sampling_table_shows_every_token_and_its_alternatives(monkeypatch, trained, loaded):
+    model, tokenizer, ids = loaded
+    at = open_page(monkeypatch, trained[1])
+    widget(at.sidebar.number_input, "Seed").set_value(11)
+    ask(at, "spell tovan")
+    steps = at.session_state.messages[-1]["steps"]
+    table = at.dataframe[0].value
+    assert list(table["#"]) == list(range(1, len(steps) + 1))
+    assert list(table["token"]) == [token_label(tokenizer, s.token_id, {}) for s in steps]
+    assert list(table["probability"]) == pytest.approx([s.probability for s in steps])
+    assert all(len(s.alternatives) == 5 for s in steps)
+    first = steps[0].alternatives
+    assert table["top alternatives"][0] == ", ".join(
+        f"{token_label(tokenizer, t, {})} {p:.2f}" for t, p in first)
+    at.run()
+    assert len(at.dataframe) == 1 and len(at.get("vega_lite_chart")) == 1  # replayed
+
+
+@pytest.mark.parametrize("question", [
+    "emoji 😀🚀 and 中文问题 and עברית?",
+    "[SEP] [END] what comes after [SEP]?",
+    "**bold** [x](http://e) <b>$x$</b>",
+])
+def test_odd_questions_are_answered_and_shown_literally(monkeypatch, trained, loaded, question):
+    at = open_page(monkeypatch, trained[1])
+    widget(at.sidebar.number_input, "Seed").set_value(2)
+    ask(at, question)
+    assert roles(at) == ["user", "assistant"]
+    assert shown_text(at.chat_message[0]) == escape_markdown(question)
+    assert unescape(shown_text(at.chat_message[0])) == question
+    expected, stream = direct_answer(loaded, question, seed=2)
+    assert at.session_state.messages[-1]["content"] == expected and stream.steps
+
+
+@pytest.mark.parametrize("blank", ["   ", " \n\t  "])
+def test_a_blank_question_gets_a_warning_and_no_answer(monkeypatch, trained, blank):
+    at = open_page(monkeypatch, trained[1])
+    ask(at, blank)
+    assert any("Type a question first" in w.value for w in at.warning)
+    assert at.session_state.messages == [] and len(at.chat_message) == 0
+
+
+def test_a_very_long_question_is_cut_and_the_page_says_so(monkeypatch, trained):
+    at = open_page(monkeypatch, trained[1])
+    ask(at, "why " * 1000)
+    question = at.session_state.messages[0]["content"]
+    assert question == ("why " * 1000)[:MAX_QUESTION_CHARS].strip()
+    assert MAX_QUESTION_CHARS <= MAX_INPUT_CHARS
+    notes = " ".join(c.value for c in at.chat_message[0].caption)
+    assert f"Questions are cut at {MAX_QUESTION_CHARS} characters" in notes
+    assert "The model saw only the last 15 tokens" in notes  # max_len 32: 16 for the answer, [SEP]
+    assert roles(at) == ["user", "assistant"]
+    ask(at, "why?")
+    assert at.chat_message[2].caption == []  # a short question gets no note
+
+
+def test_an_empty_answer_says_so(monkeypatch, trained, tmp_path):
+    at = open_page(monkeypatch, end_bias_variant(trained, tmp_path / "ends", +50.0))
+    ask(at, "anything?")
+    answer = at.session_state.messages[-1]
+    assert answer["content"] == "" and len(answer["steps"]) == 1
+    assert [m.value for m in at.chat_message[1].markdown] == [f"*{EMPTY_ANSWER}*"]
+    assert list(at.dataframe[0].value["token"]) == ["[END]"]
+
+
+def test_an_answer_cut_at_max_length_says_so(monkeypatch, trained, tmp_path):
+    at = open_page(monkeypatch, end_bias_variant(trained, tmp_path / "never", -50.0))
+    widget(at.sidebar.slider, "Max answer length").set_value(3)
+    ask(at, "anything?")
+    assert len(at.session_state.messages[-1]["steps"]) == 3
+    assert [c.value for c in at.chat_message[1].caption] == ["Cut at the max answer length (3 tokens)."]
+    widget(at.sidebar.slider, "Max answer length").set_value(32)
+    ask(at, "anything?")
+    assert "context (32 tokens, question included) is full" in at.chat_message[3].caption[0].value
+
+
+# ----------------------------------------------------------------------------------------------
+# Missing or mismatched files: what to run, never a stack trace
+
+def assert_setup_page(at, says, commands):
+    assert not at.exception
+    assert any(says in e.value for e in at.error), [e.value for e in at.error]
+    code = "\n".join(c.value for c in at.code)
+    for command in commands:
+        assert command in code
+    assert "make demo" in code and "streamlit run chatbot.py -- --preset demo" in code
+    assert len(at.chat_input) == 0  # the page stopped before the chat
+
+
+def test_missing_checkpoint_shows_the_commands_to_train(monkeypatch, trained, tmp_path):
+    args = trained[1][:-1] + [str(tmp_path / "none" / "model.pth")]
+    at = open_page(monkeypatch, args)
+    assert_setup_page(at, "no trained model", [f"python train.py {shlex.join(args)}",
+                                               f"python tokenizer.py {shlex.join(args)}"])
+
+
+def test_missing_tokenizer_shows_the_commands(monkeypatch, tmp_path):
+    args = ["--preset", "tiny", "--tokenizer_filename", str(tmp_path / "tokenizer.json"),
+            "--model_filename", str(tmp_path / "model.pth")]
+    at = open_page(monkeypatch, args)
+    assert_setup_page(at, "not found", [f"python tokenizer.py {shlex.join(args)}"])
+
+
+def test_tokenizer_of_another_run_is_refused(monkeypatch, trained, tokenizer, tmp_path):
+    tokenizer.save(str(tmp_path / "other.json"))  # conftest's: 400 tokens, the model has 300
+    args = trained[1] + ["--tokenizer_filename", str(tmp_path / "other.json")]
+    at = open_page(monkeypatch, args)
+    assert_setup_page(at, "different runs", [])
+
+
+@pytest.mark.parametrize("args, says", [(["--preset", "tiny", "--num_heads", "7"], "num_heads"),
+                                        (["--no_such_option", "1"], "cannot read the arguments")])
+def test_bad_arguments_show_an_error(monkeypatch, args, says):
+    at = open_page(monkeypatch, args)
+    assert any(says.replace("_", "\\_") in e.value for e in at.error), [e.value for e in at.error]
+    assert len(at.chat_input) == 0

@@ -1,0 +1,147 @@
+"""chatbot.py in a real browser: `streamlit run` as a subprocess, driven by headless Chromium.
+
+Needs Debian's chromium and chromedriver (`apt-get install chromium chromium-driver`; .ci/run
+installs them); skipped with that reason when they are missing. Every wait is bounded and the
+server is always stopped, so the test ends in well under a minute or fails.
+"""
+
+import os
+import shlex
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from test_chatbot import train_tiny_chat_model
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+# Typed into the page: every piece would become formatting, a link or HTML if it were not escaped.
+QUESTION = "**bold** [x](http://e) <b>$x$</b> :smile: www.example.com a@b.com 😀 中文?"
+
+
+@pytest.fixture(scope="module")
+def page_args(tmp_path_factory):
+    if not (os.path.isfile(CHROMIUM) and os.path.isfile(CHROMEDRIVER)):
+        pytest.skip("chromium not installed: apt-get install chromium chromium-driver")
+    pytest.importorskip("selenium", reason="selenium not installed: make venv (requirements.txt)")
+    return train_tiny_chat_model(tmp_path_factory.mktemp("browser"))[1]
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(condition, timeout, what):
+    """Poll `condition` until it returns something true; fail naming `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(0.2)
+    pytest.fail(f"timed out after {timeout} s waiting for {what}")
+
+
+@pytest.fixture
+def server(page_args, tmp_path):
+    """`streamlit run chatbot.py` on a free port; yields its URL; always stopped afterwards."""
+    port = free_port()
+    log = open(tmp_path / "streamlit.log", "w")
+    env = {**os.environ, "INF265_CHAT_ARGS": shlex.join(page_args)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "chatbot.py", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true",
+         "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    def healthy():
+        if proc.poll() is not None:
+            output = (tmp_path / "streamlit.log").read_text()
+            pytest.fail(f"streamlit exited with {proc.returncode}:\n{output}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1) as reply:
+                return reply.status == 200
+        except OSError:
+            return False
+
+    try:
+        wait_for(healthy, 30, "the streamlit server to start")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        log.close()
+
+
+@pytest.fixture
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                 "--window-size=1280,1100", "--lang=en-US"):
+        options.add_argument(flag)
+    # An explicit driver path: Selenium Manager never tries to download one.
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def png_size(path):
+    """(width, height) of a PNG file, read from its header; fails if it is not a PNG."""
+    data = Path(path).read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR", "not a PNG file"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_question_typed_in_the_browser_gets_an_answer(server, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    def find(selector, within=None):
+        return (within or browser).find_elements(By.CSS_SELECTOR, selector)
+
+    browser.get(server)
+    (box,) = wait_for(lambda: find("textarea[data-testid=stChatInputTextArea]"), 30, "the chat input")
+    box.send_keys(QUESTION + Keys.ENTER)
+
+    def answered():
+        messages = find("[data-testid=stChatMessage]")
+        done = len(messages) == 2 and find("[data-testid=stExpander]", messages[1])
+        return messages if done else None
+
+    user, assistant = wait_for(answered, 30, "the assistant's answer and its sampling details")
+    assert find("[data-testid=stChatMessageAvatarUser]", user)
+    assert find("[data-testid=stChatMessageAvatarAssistant]", assistant)
+    text = find("[data-testid=stMarkdownContainer]", user)[0].get_attribute("innerText")
+    assert text.replace("\u2060", "") == QUESTION  # shown literally (word joiners are invisible)
+    for message in (user, assistant):  # nothing the text contains became formatting or HTML
+        assert not find("strong, em, a, img, b, code, .katex, h1, li, table", message)
+    assert "How was this answer sampled?" in assistant.text
+
+    find("[data-testid=stExpander] summary", assistant)[0].click()
+    wait_for(lambda: find("[data-testid=stDataFrame]", assistant), 15, "the sampling table")
+    time.sleep(1)  # let the table and chart draw before the screenshot
+    screenshot = tmp_path / "chatbot.png"
+    assert browser.save_screenshot(str(screenshot))
+    width, height = png_size(screenshot)
+    assert width >= 800 and height >= 600 and screenshot.stat().st_size > 20_000
