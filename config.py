@@ -101,9 +101,12 @@ PRESETS = {
         **_files_under("temp/tiny"),
     },
     # Small enough to train on a laptop CPU in minutes, on data the project generates itself.
+    # A vocabulary of 360 keeps pseudo-words and numbers as single letters and digits (only the
+    # template words merge), so spelling, counting and comparing generalise to held-out questions:
+    # 90.0 % held-out accuracy against 57 % with a vocabulary of 1,000 (README, "Measured").
     "demo": {
         "dataset": "builtin",
-        "vocab_size": 1000,
+        "vocab_size": 360,
         "min_frequency": 2,
         "embed_size": 128,
         "num_heads": 4,
@@ -112,8 +115,8 @@ PRESETS = {
         "max_len": 64,
         "batch_size": 64,
         "dataloader_num_workers": 0,
-        "lr": 1e-3,
-        "num_epochs": 3,
+        "lr": 2e-3,
+        "num_epochs": 5,
         **_files_under("temp/demo"),
     },
 }
