@@ -127,7 +127,7 @@ def load_trained_model(config, device="cpu", tokenizer=None):
     """
     import types
 
-    from model import TransformerModel
+    from model import TransformerModel, unwrap_key
 
     path = config.model_filename
     if not os.path.isfile(path):
@@ -136,7 +136,7 @@ def load_trained_model(config, device="cpu", tokenizer=None):
     weights = load_file(path, "model checkpoint")
     if not isinstance(weights, dict) or not any(k.endswith("embedding.weight") for k in weights):
         raise UserError(f"{path!r} holds no TransformerModel weights; use model.pth, not optimizer.pth")
-    weights = {k.split("_orig_mod.")[-1].removeprefix("module."): v for k, v in weights.items()}
+    weights = {unwrap_key(k): v for k, v in weights.items()}
     info = read_sidecar(path)
     shape = info.get("model_shape") or shape_from_weights(weights, config)
     cfg = types.SimpleNamespace(**{**vars(config), **shape})

@@ -85,29 +85,20 @@ class QADataset(Dataset):
         return len(self.lengths)
 
     def __getitem__(self, idx):
-        start, length = self.offsets[idx], self.lengths[idx]
-        sequence = np.full(self.max_length + 1, self.pad_id, dtype=np.int64)
-        sequence[:length] = self.tokens[start:start + length]
-        source = torch.from_numpy(sequence[:-1])
-        target = torch.from_numpy(sequence[1:].copy())
-        target[length - 1:] = IGNORE_INDEX  # every position after [END] is padding
-        key_padding_mask = torch.arange(self.max_length) >= length
-        return {
-            "source_sequence": source,
-            "target_sequence": target,
-            "key_padding_mask": key_padding_mask,
-        }
+        item = self.collate(np.array([idx]), width=self.max_length)
+        return {key: value[0] for key, value in item.items()}
 
-    def collate(self, indices, pad_multiple=8):
+    def collate(self, indices, pad_multiple=8, width=None):
         """A batch padded only to its longest item (rounded up to pad_multiple, at most max_len).
 
-        Same keys as an item, tensors (B, T) with T <= max_len. Because attention is causal and
-        every dropped position is padding with target -100, the loss at each kept position is
-        exactly what fixed padding to max_len gives (tests check this).
+        Same keys as an item, tensors (B, T) with T <= max_len (T = width when given). Because
+        attention is causal and every dropped position is padding with target -100, the loss at
+        each kept position is exactly what fixed padding to max_len gives (tests check this).
         """
         lengths = self.lengths[indices]
-        longest = int(min(lengths.max(), self.max_length))  # source positions that hold tokens
-        width = min(self.max_length, -(-longest // pad_multiple) * pad_multiple)
+        if width is None:
+            longest = int(min(lengths.max(), self.max_length))  # source positions holding tokens
+            width = min(self.max_length, -(-longest // pad_multiple) * pad_multiple)
         sequences = np.full((len(indices), width + 1), self.pad_id, dtype=np.int64)
         for row, (idx, length) in enumerate(zip(indices, lengths)):
             start, n = self.offsets[idx], min(length, width + 1)

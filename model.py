@@ -143,12 +143,21 @@ class TransformerModel(nn.Module):
 WRAPPER_PREFIXES = ("_orig_mod.", "module.")  # torch.compile, DistributedDataParallel
 
 
+def unwrap_key(key):
+    """A state_dict key without the prefixes torch.compile and DDP add.
+
+    >>> unwrap_key("module._orig_mod.fc_out.weight")
+    'fc_out.weight'
+    """
+    while key.startswith(WRAPPER_PREFIXES):
+        key = key.split(".", 1)[1]
+    return key
+
+
 def _strip_wrapper_prefixes(module, state_dict, prefix, *args):
     """Let checkpoints of compiled (template train.py) or DDP-wrapped models load directly."""
     for key in [k for k in state_dict if k.startswith(prefix)]:
-        rest = key[len(prefix):]
-        while rest.startswith(WRAPPER_PREFIXES):
-            rest = rest.split(".", 1)[1]
+        rest = unwrap_key(key[len(prefix):])
         if prefix + rest != key:
             state_dict[prefix + rest] = state_dict.pop(key)
 

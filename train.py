@@ -250,7 +250,7 @@ def save_checkpoint(config, model, optimizer, scheduler, scaler, progress, data_
     }, sidecar_filename(config.model_filename))
 
 
-def resume(config, model, optimizer, scheduler, scaler, progress, data_info, tokenizer_hash, runtime):
+def resume(config, model, optimizer, scheduler, scaler, progress, data_info, tokenizer_hash):
     """Load the checkpoint this run should continue from, if any; return a message for the log."""
     state_path, model_path = config.optimizer_filename, config.model_filename
     start_over = (f"delete {model_path!r} and {state_path!r}, or pass --fresh, to start over")
@@ -422,7 +422,7 @@ def _train(config, runtime, fresh):
                  "length_grouping": config.length_grouping, "seed": config.seed}
     if not fresh:
         message = resume(config, model, optimizer, scheduler, scaler, progress, data_info,
-                         tokenizer_hash, runtime)
+                         tokenizer_hash)
         if message:
             runtime.log(message)
     if runtime.distributed:  # dropout masks differ per rank (weights were initialised alike)
