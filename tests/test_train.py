@@ -4,6 +4,7 @@ import csv
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -255,8 +256,12 @@ def test_ddp_with_two_gloo_processes_matches_one_process(pairs_folder, tmp_path)
     extra = ["--max_steps", "12"]
     subprocess.run([sys.executable, "train.py"] + cli_args(single) + extra, cwd=ROOT, check=True,
                    capture_output=True)
+    with socket.socket() as probe:  # a free port for the rendezvous
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                          "--master_port", "29517", "train.py"] + cli_args(double) + extra,
+                          "--master_addr", "127.0.0.1", "--master_port", str(port), "train.py"]
+                         + cli_args(double) + extra,
                          cwd=ROOT, capture_output=True, text=True,
                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert out.returncode == 0, out.stderr[-2000:]
