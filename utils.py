@@ -74,7 +74,7 @@ def choose_precision(device, requested="auto"):
 
     auto: CUDA -> bf16 if the GPU supports it, else fp16 with a gradient scaler (a T4);
           CPU  -> bf16 autocast only with native bf16 units; without them bf16 matmuls are
-                  emulated and were measured over 40x slower than fp32 on an AVX2 CPU.
+                  emulated: about 20x slower than fp32 on an AVX2 CPU (bench/bench_cpu_choices.py).
     >>> choose_precision(torch.device("cpu"), "fp32").name
     'fp32'
     """
