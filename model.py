@@ -272,7 +272,7 @@ def _example_dataset(config, source):
 
     from data_sources import load_qa_pairs
     from dataset import QADataset
-    from tokenizer import build_tokenizer, load_tokenizer, special_tokens
+    from tokenizer import fit_tokenizer, load_tokenizer
     from utils import UserError
 
     pairs = load_qa_pairs(source, config.split)
@@ -281,13 +281,8 @@ def _example_dataset(config, source):
         tokenizer = load_tokenizer(config)
         print(f"Tokenizer: {config.tokenizer_filename}")
     else:  # trained in memory, so `python model.py` needs no earlier step
-        from tokenizers import pre_tokenizers, trainers
-
-        tokenizer = build_tokenizer(config)
-        trainer = trainers.BpeTrainer(vocab_size=min(config.vocab_size, 1000),
-                                      special_tokens=special_tokens(config), show_progress=False,
-                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-        tokenizer.train_from_iterator(pairs.questions + pairs.answers, trainer=trainer)
+        tokenizer = fit_tokenizer(config, pairs.questions + pairs.answers,
+                                  vocab_size=min(config.vocab_size, 1000), min_frequency=0)
         print(f"Tokenizer: none at {config.tokenizer_filename}; trained a temporary one in memory")
     if tokenizer.get_vocab_size() > config.vocab_size:
         raise UserError(f"tokenizer {config.tokenizer_filename!r} has {tokenizer.get_vocab_size()} "

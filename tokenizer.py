@@ -46,25 +46,35 @@ def build_tokenizer(config):
     return tokenizer
 
 
+def fit_tokenizer(config, texts, length=None, vocab_size=None, min_frequency=None, show_progress=False):
+    """A tokenizer with the template's pipeline trained on `texts` (any iterable of strings).
+
+    The 256 byte symbols are always in the vocabulary; the result encodes typed special-token
+    strings as text. train_tokenizer uses it; tests and benchmarks train small ones in memory.
+    """
+    tokenizer = build_tokenizer(config)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size or config.vocab_size,
+        min_frequency=config.min_frequency if min_frequency is None else min_frequency,
+        special_tokens=special_tokens(config),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=show_progress,
+    )
+    tokenizer.train_from_iterator(texts, trainer=trainer, length=length)
+    return protect_special_tokens(tokenizer)
+
+
 def train_tokenizer(config):
     """Train on config.dataset (whole split, as the template) and save to config.tokenizer_filename."""
     ensure_parent_dir(config.tokenizer_filename)  # fail before training, not after
     pairs = load_qa_pairs(config.dataset, config.split)
     print(f"Combining strings from {pairs.description} ({len(pairs):,} pairs)...")
-    texts = (q + " " + a for q, a in zip(pairs.questions, pairs.answers))
-    tokenizer = build_tokenizer(config)
-    trainer = trainers.BpeTrainer(
-        vocab_size=config.vocab_size,
-        min_frequency=config.min_frequency,
-        special_tokens=special_tokens(config),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=True,
-    )
-    tokenizer.train_from_iterator(tqdm(texts, total=len(pairs), desc="Reading pairs", unit=" pairs"),
-                                  trainer=trainer, length=len(pairs))
+    texts = (example_to_text({"question": q, "answer": a}) for q, a in zip(pairs.questions, pairs.answers))
+    tokenizer = fit_tokenizer(config, tqdm(texts, total=len(pairs), desc="Reading pairs", unit=" pairs"),
+                              length=len(pairs), show_progress=True)
     tokenizer.save(config.tokenizer_filename)
     print(f"Saved tokenizer to {config.tokenizer_filename}")
-    return protect_special_tokens(tokenizer)
+    return tokenizer
 
 
 def protect_special_tokens(tokenizer):

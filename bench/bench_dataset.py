@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from config import make_config  # noqa: E402
 from data_sources import load_qa_pairs  # noqa: E402
 from dataset import IGNORE_INDEX, QADataset  # noqa: E402
-from tokenizer import build_tokenizer, protect_special_tokens, special_tokens  # noqa: E402
+from tokenizer import fit_tokenizer  # noqa: E402
 
 REAL_CORPUS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "qa", "train.jsonl.gz")
 
@@ -65,14 +65,7 @@ def main():
 
     cfg = make_config(device="cpu", dataset=args.dataset)
     pairs = load_qa_pairs(cfg.dataset, cfg.split)
-    from tokenizers import trainers
-
-    tokenizer = build_tokenizer(cfg)
-    tokenizer.train_from_iterator(
-        (q + " " + a for q, a in zip(pairs.questions, pairs.answers)),
-        trainers.BpeTrainer(vocab_size=cfg.vocab_size, min_frequency=cfg.min_frequency,
-                            special_tokens=special_tokens(cfg), show_progress=False))
-    protect_special_tokens(tokenizer)
+    tokenizer = fit_tokenizer(cfg, (q + " " + a for q, a in zip(pairs.questions, pairs.answers)))
     print(f"data: {pairs.description}, {len(pairs):,} pairs, max_len {cfg.max_len}, "
           f"vocab {tokenizer.get_vocab_size():,}, torch threads {torch.get_num_threads()}")
 

@@ -31,7 +31,7 @@ from config import make_config  # noqa: E402
 from data_sources import load_qa_pairs  # noqa: E402
 from dataset import IGNORE_INDEX, QADataset, epoch_batches  # noqa: E402
 from model import TransformerModel  # noqa: E402
-from tokenizer import build_tokenizer, protect_special_tokens, special_tokens  # noqa: E402
+from tokenizer import fit_tokenizer  # noqa: E402
 from train import loss_sum_and_count  # noqa: E402
 from utils import choose_precision  # noqa: E402
 
@@ -39,15 +39,7 @@ REAL_CORPUS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "dat
 
 
 def make_tokenizer(cfg, pairs):
-    from tokenizers import pre_tokenizers, trainers
-
-    tokenizer = build_tokenizer(cfg)
-    tokenizer.train_from_iterator(
-        (q + " " + a for q, a in zip(pairs.questions, pairs.answers)),
-        trainers.BpeTrainer(vocab_size=cfg.vocab_size, min_frequency=cfg.min_frequency,
-                            special_tokens=special_tokens(cfg), show_progress=False,
-                            initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    return protect_special_tokens(tokenizer)
+    return fit_tokenizer(cfg, (q + " " + a for q, a in zip(pairs.questions, pairs.answers)))
 
 
 class HFGPT2(torch.nn.Module):

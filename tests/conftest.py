@@ -9,11 +9,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.pop("INF265_PRESET", None)
 
 import pytest  # noqa: E402
-from tokenizers import pre_tokenizers, trainers  # noqa: E402
 
 import config as config_module  # noqa: E402
 from config import make_config  # noqa: E402
-from tokenizer import build_tokenizer, protect_special_tokens, special_tokens  # noqa: E402
+from tokenizer import fit_tokenizer  # noqa: E402
 
 CORPUS = [
     "how many legs does a cat have? four, unless it has lost one.",
@@ -36,13 +35,7 @@ def tiny_config(tmp_path):
 @pytest.fixture(scope="session")
 def tokenizer():
     """A small BPE tokenizer with the template's pipeline, trained in memory."""
-    cfg = make_config("tiny")
-    tok = build_tokenizer(cfg)
-    trainer = trainers.BpeTrainer(vocab_size=400, min_frequency=1, special_tokens=special_tokens(cfg),
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  show_progress=False)
-    tok.train_from_iterator(CORPUS, trainer=trainer)
-    return protect_special_tokens(tok)
+    return fit_tokenizer(make_config("tiny"), CORPUS, vocab_size=400, min_frequency=1)
 
 
 @pytest.fixture
