@@ -1,0 +1,344 @@
+"""Part 1, imdb_sentiment_encoder.ipynb: its definitions against PyTorch's own modules, and the notebook itself.
+
+The definitions are imported from the notebook's "definitions" cells (imdb_notebook.py) without running its
+data loading or training. Tolerances: fp32 comparisons use atol = rtol = 1e-5; fp64 ones 1e-10.
+"""
+
+import ast
+import gzip
+import json
+import math
+import os
+import re
+
+import nbformat
+import pytest
+import torch
+import torch.nn as nn
+from nbclient import NotebookClient
+
+from imdb_notebook import NOTEBOOK, definition_cells, load_definitions
+
+FP32 = dict(atol=1e-5, rtol=1e-5)
+FP64 = dict(atol=1e-10, rtol=1e-10)
+
+
+@pytest.fixture(scope="module")
+def nb():
+    return load_definitions()
+
+
+def lengths_mask(lengths, T):
+    """(B,) lengths -> (B, T) bool, True at padding."""
+    return torch.arange(T)[None, :] >= torch.tensor(lengths)[:, None]
+
+
+def reference_attention(ours):
+    """nn.MultiheadAttention carrying the weights of our MultiheadAttention."""
+    ref = nn.MultiheadAttention(ours.dim, ours.num_heads, batch_first=True, dtype=ours.query.weight.dtype)
+    with torch.no_grad():
+        ref.in_proj_weight.copy_(torch.cat([ours.query.weight, ours.key.weight, ours.value.weight]))
+        ref.in_proj_bias.copy_(torch.cat([ours.query.bias, ours.key.bias, ours.value.bias]))
+        ref.out_proj.weight.copy_(ours.out_proj.weight)
+        ref.out_proj.bias.copy_(ours.out_proj.bias)
+    return ref
+
+
+SHAPES = [(2, 5, 8, 2), (3, 7, 12, 3), (1, 1, 16, 4), (4, 33, 96, 4)]  # (B, T, C, H)
+
+
+@pytest.mark.parametrize("B,T,C,H", SHAPES)
+@pytest.mark.parametrize("padding", ["none", "all-false", "random"])
+def test_attention_equals_torch_multihead_attention(nb, B, T, C, H, padding):
+    torch.manual_seed(B * T + C)
+    ours = nb.MultiheadAttention(C, H)
+    ref = reference_attention(ours)
+    x = torch.randn(B, T, C)
+    if padding == "none":
+        mask = None
+    elif padding == "all-false":
+        mask = torch.zeros(B, T, dtype=torch.bool)
+    else:
+        mask = lengths_mask(torch.randint(1, T + 1, (B,)).tolist(), T)
+    expected, expected_weights = ref(x, x, x, key_padding_mask=mask, average_attn_weights=False)
+    torch.testing.assert_close(ours(x, x, x, key_padding_mask=mask), expected, **FP32)
+    out, weights = ours(x, x, x, key_padding_mask=mask, need_weights=True)
+    torch.testing.assert_close(out, expected, **FP32)
+    torch.testing.assert_close(weights, expected_weights, **FP32)
+    # Cross-attention shapes (a query shorter than the keys) take the separate-projection path.
+    query = x[:, :1] + 0.5
+    torch.testing.assert_close(ours(query, x, x, key_padding_mask=mask),
+                               ref(query, x, x, key_padding_mask=mask)[0], **FP32)
+
+
+def test_attention_gradients_equal_torch_in_float64(nb):
+    torch.manual_seed(0)
+    ours = nb.MultiheadAttention(12, 3).double()
+    ref = reference_attention(ours)
+    x = torch.randn(3, 6, 12, dtype=torch.float64, requires_grad=True)
+    mask = lengths_mask([6, 2, 4], 6)
+    grad_out = torch.randn(3, 6, 12, dtype=torch.float64)
+    (gx_ours, gq_ours) = torch.autograd.grad(ours(x, x, x, key_padding_mask=mask), (x, ours.query.weight), grad_out)
+    (gx_ref, gw_ref) = torch.autograd.grad(ref(x, x, x, key_padding_mask=mask)[0], (x, ref.in_proj_weight), grad_out)
+    torch.testing.assert_close(gx_ours, gx_ref, **FP64)
+    torch.testing.assert_close(gq_ours, gw_ref[:12], **FP64)
+
+
+def test_attention_core_backward_passes_gradcheck(nb):
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(4, n, 3, dtype=torch.float64, requires_grad=True) for n in (5, 5, 5))
+    bias = torch.zeros(4, 1, 5, dtype=torch.float64)
+    bias[1, 0, 3:] = float("-inf")
+    assert torch.autograd.gradcheck(nb.AttentionCore.apply, (q, k, v, bias))
+    q1 = torch.randn(4, 1, 3, dtype=torch.float64, requires_grad=True)  # one query, as for [CLS] only
+    assert torch.autograd.gradcheck(nb.AttentionCore.apply, (q1, k, v, bias))
+
+
+def copy_into_encoder_layer(block, layer):
+    attention = block.attention
+    with torch.no_grad():
+        layer.self_attn.in_proj_weight.copy_(torch.cat([attention.query.weight, attention.key.weight,
+                                                        attention.value.weight]))
+        layer.self_attn.in_proj_bias.copy_(torch.cat([attention.query.bias, attention.key.bias, attention.value.bias]))
+        layer.self_attn.out_proj.load_state_dict(attention.out_proj.state_dict())
+        layer.linear1.load_state_dict(block.mlp[0].state_dict())
+        layer.linear2.load_state_dict(block.mlp[3].state_dict())
+        layer.norm1.load_state_dict(block.norm1.state_dict())
+        layer.norm2.load_state_dict(block.norm2.state_dict())
+
+
+@pytest.mark.parametrize("B,T,C,H", SHAPES)
+def test_encoder_block_equals_transformer_encoder_layer(nb, B, T, C, H):
+    """Figure 2's block is nn.TransformerEncoderLayer(norm_first=True, activation="gelu")."""
+    torch.manual_seed(T)
+    block = nb.EncoderBlock(C, H, dropout=0.1)
+    layer = nn.TransformerEncoderLayer(C, H, dim_feedforward=4 * C, dropout=0.1, activation="gelu",
+                                       batch_first=True, norm_first=True)
+    copy_into_encoder_layer(block, layer)
+    block.eval()
+    layer.eval()
+    x = torch.randn(B, T, C)
+    lengths = torch.randint(1, T + 1, (B,)).tolist()
+    mask = lengths_mask(lengths, T)
+    with torch.no_grad():
+        ours, expected = block(x, mask=mask), layer(x, src_key_padding_mask=mask)
+    for b, n in enumerate(lengths):  # PyTorch's inference fast path may leave padded rows undefined
+        torch.testing.assert_close(ours[b, :n], expected[b, :n], **FP32)
+    torch.testing.assert_close(block(x, mask=mask, cls_only=True), ours[:, :1], **FP32)
+
+
+def test_encoder_block_training_gradients_equal_transformer_encoder_layer(nb):
+    torch.manual_seed(1)
+    block, layer = nb.EncoderBlock(8, 2, dropout=0.0), nn.TransformerEncoderLayer(
+        8, 2, 32, dropout=0.0, activation="gelu", batch_first=True, norm_first=True)
+    copy_into_encoder_layer(block, layer)
+    x = torch.randn(2, 5, 8, requires_grad=True)
+    mask = lengths_mask([5, 3], 5)
+    g_ours = torch.autograd.grad(block(x, mask=mask).sum(), x)[0]
+    g_ref = torch.autograd.grad(layer(x, src_key_padding_mask=mask).sum(), x)[0]
+    torch.testing.assert_close(g_ours, g_ref, **FP32)
+
+
+@pytest.mark.parametrize("d", [6, 7, 96])
+def test_positional_encoding_is_the_papers_formula(nb, d):
+    pe = nb.PositionalEncoding(d, 50)
+    assert "pe" in dict(pe.named_buffers()) and not list(pe.parameters())
+    expected = torch.tensor([[math.sin(pos / 10000 ** (i / d)) if i % 2 == 0 else
+                              math.cos(pos / 10000 ** ((i - 1) / d)) for i in range(d)] for pos in range(50)])
+    torch.testing.assert_close(pe.pe, expected, atol=1e-5, rtol=0)
+    x = torch.randn(2, 9, d)
+    torch.testing.assert_close(pe(x), x + expected[:9], atol=1e-5, rtol=0)
+
+
+def test_create_mask_marks_padding(nb):
+    sequences = torch.tensor([[2, 9, 4, 0, 0], [2, 5, 0, 0, 0], [2, 1, 7, 8, 3]])
+    assert nb.create_mask(sequences, 0).tolist() == [[False, False, False, True, True],
+                                                     [False, False, True, True, True],
+                                                     [False] * 5]
+    assert nb.create_mask(sequences, 0).dtype == torch.bool
+
+
+@pytest.fixture(scope="module")
+def word_tokenizer(nb):
+    texts = ["good film", "bad film", "good good acting", "a bad bad plot"]
+    return nb.train_word_tokenizer(texts, vocab_size=50, min_frequency=1)
+
+
+def test_tokenizer_special_ids_are_the_templates(word_tokenizer):
+    assert [word_tokenizer.token_to_id(t) for t in ("[PAD]", "[UNK]", "[CLS]")] == [0, 1, 2]
+
+
+def test_imdb_dataset_items_by_hand(nb, word_tokenizer):
+    vocab = word_tokenizer.get_vocab()
+    good, film, bad, plot = vocab["good"], vocab["film"], vocab["bad"], vocab["plot"]
+    dataset = nb.IMDBDataset(["good film", "bad bad bad plot good", "unseen words"], [1, 0, 1],
+                             word_tokenizer, max_length=4, pad_idx=0, cls_idx=2)
+    assert len(dataset) == 3
+    item = dataset[0]
+    assert isinstance(item, tuple) and item[0].dtype == torch.long
+    assert item[0].tolist() == [2, good, film, 0] and item[1] == 1
+    assert dataset[1][0].tolist() == [2, bad, bad, bad] and dataset[1][1] == 0  # truncated to max_length
+    assert dataset[2][0].tolist() == [2, 1, 1, 0]  # unknown words are [UNK] = 1
+    del plot
+
+
+def test_trim_padding_cuts_to_the_longest(nb):
+    batch = [(torch.tensor([2, 5, 0, 0]), 1), (torch.tensor([2, 7, 8, 0]), 0)]
+    sequences, labels = nb.trim_padding(batch, 0)
+    assert sequences.tolist() == [[2, 5, 0], [2, 7, 8]] and labels.tolist() == [1, 0]
+
+
+def test_more_padding_does_not_change_predictions(nb):
+    torch.manual_seed(0)
+    model = nb.make_model(vocab_size=100, max_len=64, embedding_dim=16, num_heads=2, num_layers=2).eval()
+    lengths = [5, 12, 3, 12]
+    sequences = torch.randint(3, 100, (4, 12))
+    sequences[:, 0] = 2
+    sequences[lengths_mask(lengths, 12)] = 0
+    padded = torch.cat([sequences, torch.zeros(4, 40, dtype=torch.long)], dim=1)
+    with torch.no_grad():
+        short = model(sequences, mask=nb.create_mask(sequences, 0))
+        long = model(padded, mask=nb.create_mask(padded, 0))
+        single = torch.stack([model(s[None, :n], mask=nb.create_mask(s[None, :n], 0))[0]
+                              for s, n in zip(sequences, lengths)])
+    torch.testing.assert_close(long, short, **FP32)
+    torch.testing.assert_close(single, short, **FP32)
+    assert short.shape == (4,)
+
+
+def test_cls_only_last_block_equals_the_full_computation(nb):
+    torch.manual_seed(3)
+    model = nb.make_model(vocab_size=50, max_len=16, embedding_dim=12, num_heads=3, num_layers=2).eval()
+    sequences = torch.randint(3, 50, (3, 10))
+    mask = lengths_mask([10, 4, 7], 10)
+    with torch.no_grad():
+        x = model.positional_encoding(model.embedding(sequences))
+        for encoder in model.encoders:
+            x = encoder(x, mask=mask)  # every position, as in the template
+        expected = model.sigmoid(model.fc(x[:, 0])).squeeze(-1)
+        torch.testing.assert_close(model(sequences, mask=mask), expected, **FP32)
+
+
+def test_default_model_has_the_templates_parameter_count(nb):
+    model = nb.make_model()
+    assert nb.count_parameters(model) == 1_295_617
+    names = {name for name, _ in model.named_modules()}
+    assert {"encoders.0.attention.query", "encoders.0.attention.key", "encoders.0.attention.value",
+            "encoders.0.attention.out_proj"} <= names
+
+
+def test_fast_dropout_statistics_and_gradient(nb):
+    torch.manual_seed(0)
+    drop = nb.FastDropout(0.1)
+    assert drop.p == pytest.approx(0.1, abs=1 / 32768)
+    x = torch.ones(400_000, requires_grad=True)
+    y = drop(x)
+    zeros = (y == 0).float().mean().item()
+    assert abs(zeros - drop.p) < 4 * math.sqrt(drop.p * (1 - drop.p) / x.numel())  # 4 standard errors
+    assert y.mean().item() == pytest.approx(1.0, abs=0.005)
+    y.backward(torch.full_like(y, 2.0))
+    torch.testing.assert_close(x.grad, 2 * y.detach())
+    assert not torch.equal(drop(x), drop(x))  # fresh randomness per call
+    torch.manual_seed(5)
+    first = drop(x)
+    torch.manual_seed(5)
+    assert torch.equal(drop(x), first)  # reproducible from the global seed
+    drop.eval()
+    assert drop(x) is x
+    assert nb.FastDropout(0.0).train()(x) is x
+
+
+def test_length_grouped_sampler(nb):
+    lengths = torch.randint(1, 300, (1000,)).numpy()
+    sampler = nb.LengthGroupedBatchSampler(lengths, 64, shuffle=True, generator=torch.Generator().manual_seed(1),
+                                           window=4)
+    batches = list(sampler)
+    assert len(batches) == len(sampler) == 16
+    assert sorted(i for b in batches for i in b) == list(range(1000))
+    again = list(nb.LengthGroupedBatchSampler(lengths, 64, True, torch.Generator().manual_seed(1), window=4))
+    assert batches == again
+    spread = sum(lengths[b].max() - lengths[b].min() for b in batches) / len(batches)
+    assert spread < 0.5 * (lengths.max() - lengths.min())  # batches hold similar lengths
+    ordered = [i for b in nb.LengthGroupedBatchSampler(lengths, 64, shuffle=False) for i in b]
+    assert list(lengths[ordered]) == sorted(lengths)
+
+
+def test_classify_review(nb, word_tokenizer):
+    torch.manual_seed(0)
+    model = nb.make_model(vocab_size=word_tokenizer.get_vocab_size(), max_len=16, embedding_dim=8,
+                          num_heads=2, num_layers=1)
+    sentiment, p = nb.classify_review("A <b>good</b> film!", model, word_tokenizer, 0, 2, 16)
+    assert sentiment in ("positive", "negative") and 0 < p < 1
+    assert (sentiment == "positive") == (p > 0.5)
+    assert nb.classify_review("", model, word_tokenizer, 0, 2, 16)[0] in ("positive", "negative")
+
+
+def test_preprocessing_is_the_templates(nb):
+    assert nb.preprocess_text("Great!<br />10/10 :) Café") == "great!1010  caf"
+
+
+def test_generated_reviews_are_balanced_and_reproducible(nb):
+    reviews = nb.generate_reviews(200, 7)
+    assert sum(reviews["label"]) == 100 and reviews == nb.generate_reviews(200, 7)
+    assert any("<br />" in t for t in reviews["text"])
+
+
+def write_jsonl(path, rows):
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+
+
+def test_local_files_load_and_bad_files_name_the_problem(nb, tmp_path):
+    write_jsonl(tmp_path / "train.jsonl.gz", [{"text": "good", "label": 1}, {"text": "bad", "label": 0}])
+    write_jsonl(tmp_path / "test.jsonl.gz", [{"text": "fine", "label": 1}])
+    train, test, source = nb.load_imdb(str(tmp_path))
+    assert train["text"] == ["good", "bad"] and test["label"] == [1] and str(tmp_path) in source
+    write_jsonl(tmp_path / "test.jsonl.gz", [{"review": "fine", "label": 1}])
+    with pytest.raises(ValueError, match=r"test.jsonl.gz, line 1: expected"):
+        nb.load_imdb(str(tmp_path))
+    write_jsonl(tmp_path / "test.jsonl.gz", [])
+    with pytest.raises(ValueError, match="has no reviews"):
+        nb.load_imdb(str(tmp_path))
+    os.remove(tmp_path / "test.jsonl.gz")
+    with pytest.raises(FileNotFoundError, match="no test.jsonl.gz or test.jsonl"):
+        nb.load_imdb(str(tmp_path))
+
+
+FORBIDDEN = {"MultiheadAttention", "TransformerEncoder", "TransformerEncoderLayer", "scaled_dot_product_attention"}
+
+
+def test_definitions_do_not_use_pytorchs_attention():
+    """The assignment forbids PyTorch's attention modules in Part 1: no attribute access to them anywhere."""
+    for source in definition_cells():
+        for node in ast.walk(ast.parse(source)):
+            assert not (isinstance(node, ast.Attribute) and node.attr in FORBIDDEN), ast.unparse(node)
+            assert not (isinstance(node, ast.alias) and node.name in FORBIDDEN)
+            assert not isinstance(node, (ast.For, ast.While)) or "MultiheadAttention" not in source
+
+
+def notebook_text(notebook):
+    return "\n".join(o.get("text", "") for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", []))
+
+
+def test_notebook_runs_end_to_end_in_quick_mode(tmp_path, monkeypatch):
+    monkeypatch.setenv("INF265_QUICK", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    NotebookClient(notebook, timeout=300, kernel_name="python3",
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    text = notebook_text(notebook)
+    assert "Data source: built-in generated reviews (quick mode)" in text
+    accuracy = float(re.search(r"Accuracy \(test\): ([0-9.]+)", text).group(1))
+    assert accuracy > 0.8, text[-3000:]  # the generated reviews are easy; a broken model stays near 0.5
+    images = [o for c in notebook.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert len(images) >= 4  # lengths histogram, curves, confusion matrix, attention heat map
+
+
+def test_committed_notebook_carries_a_full_real_run():
+    text = notebook_text(nbformat.read(NOTEBOOK, as_version=4))
+    assert "Data source: local files" in text or "Data source: Hugging Face Hub" in text
+    assert "Number of trainable parameters: 1,295,617" in text
+    assert "Train: 25,000  validation: 5,000  test: 20,000" in text
+    epochs = re.findall(r"Epoch (\d), Train Loss: .* Val Acc\.: ([0-9.]+), time (\d+) s", text)
+    assert [e[0] for e in epochs[:3]] == ["1", "2", "3"]
