@@ -75,6 +75,7 @@ def main(argv=None):
 
     if args.quick:
         os.environ["INF265_QUICK"] = "1"
+    os.environ.pop("MPLBACKEND", None)  # let the kernel pick its inline backend, so plots are saved
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     start = time.time()
     print(f"Running {os.path.basename(NOTEBOOK)}{' in quick mode' if args.quick else ''}; "

@@ -324,6 +324,7 @@ def notebook_text(notebook):
 def test_notebook_runs_end_to_end_in_quick_mode(tmp_path, monkeypatch):
     monkeypatch.setenv("INF265_QUICK", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("MPLBACKEND", raising=False)  # importing streamlit (chat tests) sets Agg: no inline plots
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     NotebookClient(notebook, timeout=300, kernel_name="python3",
                    resources={"metadata": {"path": str(tmp_path)}}).execute()
