@@ -11,6 +11,7 @@ file, so a crash during a save leaves the previous checkpoint intact. Every read
 `torch.load(..., weights_only=True)`: no pickled code is ever run.
 """
 
+import glob
 import hashlib
 import json
 import os
@@ -29,8 +30,30 @@ def sidecar_filename(model_filename):
     return os.path.splitext(model_filename)[0] + ".json"
 
 
+def _remove_stale_temporaries(path):
+    """Delete `path.tmp-PID` files left by writers that were killed (their PID no longer runs)."""
+    for stale in glob.glob(glob.escape(path) + ".tmp-*"):
+        pid = stale.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_running(int(pid)):
+            try:
+                os.remove(stale)
+            except OSError:
+                pass
+
+
+def _pid_running(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
+
+
 def _replace_atomically(path, write):
     ensure_parent_dir(path)
+    _remove_stale_temporaries(path)
     tmp = f"{path}.tmp-{os.getpid()}"
     try:
         with open(tmp, "wb") as handle:

@@ -6,6 +6,7 @@
 import os
 import random
 import sys
+import tempfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -126,8 +127,11 @@ def ensure_parent_dir(path):
         os.makedirs(folder, exist_ok=True)
     except OSError as exc:
         raise UserError(f"cannot create folder {folder!r} for {path!r}: {exc.strerror}") from None
-    if not os.access(folder, os.W_OK):
-        raise UserError(f"folder {folder!r} is not writable; cannot save {path!r}")
+    try:  # a real write, not os.access: that says yes to root on read-only mounts
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise UserError(f"folder {folder!r} is not writable ({exc.strerror}); cannot save {path!r}") from None
     return path
 
 
