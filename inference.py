@@ -253,6 +253,10 @@ def sample_sequence(input_sequence, model, strategy, max_len, device, end_id, p=
     template does. The keyword arguments from `generator` on are this project's additions.
     """
     prompt = [int(t) for t in torch.as_tensor(input_sequence).view(-1)]
+    if max_len <= 0:
+        raise ValueError(f"max_len must be >= 1, got {max_len}")
+    if not prompt:
+        raise ValueError("input_sequence is empty; it needs at least the [SEP] token (see tokenize_input)")
     settings = SamplingSettings(strategy=strategy, p=p, temperature=temperature, top_k=top_k,
                                 repetition_penalty=repetition_penalty,
                                 max_new_tokens=max(1, min(max_len, model.max_len) - len(prompt)))
@@ -332,7 +336,7 @@ def main():
     from checkpoint import load_trained_model
     from config import parse_cli
     from tokenizer import load_tokenizer, special_token_ids
-    from utils import resolve_device
+    from utils import UserError, resolve_device
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--question", action="append", help="a question (repeatable)")
@@ -340,22 +344,28 @@ def main():
     parser.add_argument("--max_new_tokens", type=int, default=100)
     parser.add_argument("--top_k", type=int, default=0)
     parser.add_argument("--repetition_penalty", type=float, default=1.0)
-    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--sample_seed", type=int, default=None,
+                        help="seed for top-p sampling (default: a fresh draw each time)")
     config, args = parse_cli(parser=parser)
+    strategies = ["greedy", "top-p"] if args.strategy == "both" else [args.strategy]
+    try:  # refuse bad sampling settings before loading anything
+        all_settings = {strategy: SamplingSettings(strategy, config.top_p, config.temperature, args.top_k,
+                                                   args.repetition_penalty, args.max_new_tokens,
+                                                   args.sample_seed).check()
+                        for strategy in strategies}
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     device = resolve_device(config.device)
     tokenizer = load_tokenizer(config)
     model, _ = load_trained_model(config, device, tokenizer)
     ids = special_token_ids(tokenizer, config)
     questions = args.question or _default_questions(config)
-    strategies = ["greedy", "top-p"] if args.strategy == "both" else [args.strategy]
     for strategy in strategies:
         label = "Greedy sampling:" if strategy == "greedy" else (
             f"Top-p sampling (p={config.top_p}, temperature={config.temperature}):")
         print(label)
         for question in questions:
-            settings = SamplingSettings(strategy, config.top_p, config.temperature, args.top_k,
-                                        args.repetition_penalty, args.max_new_tokens, args.seed)
-            answer = "".join(AnswerStream(model, tokenizer, question, settings, ids))
+            answer = "".join(AnswerStream(model, tokenizer, question, all_settings[strategy], ids))
             print(f"\tQuestion: {question}\n\tAnswer: {answer}")
 
 

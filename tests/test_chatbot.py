@@ -317,6 +317,7 @@ def test_sampling_table_shows_every_token_and_its_alternatives(monkeypatch, trai
     "emoji 😀🚀 and 中文问题 and עברית?",
     "[SEP] [END] what comes after [SEP]?",
     "**bold** [x](http://e) <b>$x$</b>",
+    "control \x00\x07\x1b[31mred\x1b[0m and right-to-left \u202eoverride?",
 ])
 def test_odd_questions_are_answered_and_shown_literally(monkeypatch, trained, loaded, question):
     at = open_page(monkeypatch, trained[1])
