@@ -135,7 +135,8 @@ def test_question_typed_in_the_browser_gets_an_answer(server, browser, tmp_path)
     text = find("[data-testid=stMarkdownContainer]", user)[0].get_attribute("innerText")
     assert text.replace("\u2060", "") == QUESTION  # shown literally (word joiners are invisible)
     for message in (user, assistant):  # nothing the text contains became formatting or HTML
-        assert not find("strong, em, a, img, b, code, .katex, h1, li, table", message)
+        body = find("[data-testid=stMarkdownContainer]", message)[0]  # the message text, not the expander
+        assert not find("strong, em, a, img, b, code, .katex, h1, li, table", body), body.get_attribute("innerHTML")
     assert "How was this answer sampled?" in assistant.text
 
     find("[data-testid=stExpander] summary", assistant)[0].click()

@@ -3,7 +3,6 @@ disk and an unwritable checkpoint folder. Nothing is lost beyond the steps since
 the resumed run ends exactly where an uninterrupted one does (CPU, fp32, dropout on)."""
 
 import glob
-import json
 import os
 import random
 import signal
@@ -16,7 +15,8 @@ import torch
 
 import checkpoint
 from checkpoint import load_file, sidecar_filename
-from test_train import ROOT, cli_args, fresh_copy, pairs_folder, tiny_run_config  # noqa: F401 (fixture)
+from test_train import (ROOT, cli_args, fresh_copy, pairs_folder, poll_until,  # noqa: F401 (fixture)
+                        saved_step, tiny_run_config)
 from train import train_model
 from utils import UserError
 
@@ -25,27 +25,20 @@ SAVE_KILLS = 2  # kills the moment a checkpoint's temporary file appears, i.e. d
 
 
 def checkpoint_step(cfg):
-    try:
-        return json.load(open(sidecar_filename(cfg.model_filename)))["global_step"]
-    except (OSError, ValueError, KeyError):
-        return 0
+    return saved_step(sidecar_filename(cfg.model_filename))
 
 
 def temporary_files(cfg):
     return glob.glob(os.path.join(os.path.dirname(cfg.model_filename), "*.tmp-*"))
 
 
-def kill_when(process, ready, timeout=120):
+def kill_when(process, ready):
     """SIGKILL `process` as soon as ready() holds; False if it finished first."""
-    deadline = time.time() + timeout
-    while time.time() < deadline and process.poll() is None:
-        if ready():
-            process.send_signal(signal.SIGKILL)
-            process.wait()
-            return True
-        time.sleep(0.001)
+    killed = poll_until(process, ready, interval=0.001)
+    if killed:
+        process.send_signal(signal.SIGKILL)
     process.wait()
-    return False
+    return killed
 
 
 def test_sigkill_at_random_moments_and_during_checkpoint_writes(pairs_folder, tmp_path):

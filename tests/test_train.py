@@ -143,16 +143,26 @@ def test_rerun_after_the_last_epoch_does_nothing(pairs_folder, tmp_path, capsys)
     assert all(torch.equal(before[k], after[k]) for k in before)
 
 
-def wait_for_step(path, step, process, timeout=120):
+def poll_until(process, ready, timeout=120, interval=0.02):
+    """True as soon as ready() holds while `process` runs; False if it ends (or time runs out) first."""
     deadline = time.time() + timeout
     while time.time() < deadline and process.poll() is None:
-        try:
-            if json.load(open(path))["global_step"] >= step:
-                return True
-        except (OSError, ValueError, KeyError):
-            pass
-        time.sleep(0.02)
+        if ready():
+            return True
+        time.sleep(interval)
     return False
+
+
+def saved_step(path):
+    """global_step in a model.json, 0 while there is none (or it is being replaced)."""
+    try:
+        return json.load(open(path))["global_step"]
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def wait_for_step(path, step, process, timeout=120):
+    return poll_until(process, lambda: saved_step(path) >= step, timeout)
 
 
 def test_sigkill_then_resume_ends_equal_to_an_uninterrupted_run(pairs_folder, tmp_path):
