@@ -12,7 +12,8 @@ AdamW lr 1e-3, weight decay 1e-3, clipping at 10, dropout 0.1):
               every block over every position) fed the template's fixed-length batches (every review padded
               to 256), i.e. what the template's loop computes.
 The same `--batches` training steps are drawn from one epoch's batches at evenly spaced quantiles of their
-length (so the length mix is the epoch's), and each model's time is scaled to the epoch's 391 steps. A warm-up step per
+length (so the length mix is the epoch's), and each model's time is scaled to the epoch's 391 steps. Last, nn.Dropout
+against the notebook's FastDropout on one MLP-sized tensor. A warm-up step per
 model is not timed. Ratios are printed against the notebook's time; the notebook's own measured epoch time
 is in its output.
 """
@@ -115,6 +116,21 @@ def time_steps(model, batches, nb):
     return time.perf_counter() - start
 
 
+def time_dropout(nb, repeats=10):
+    """Seconds per forward+backward of nn.Dropout and the notebook's FastDropout on an MLP-sized tensor."""
+    x = torch.randn(64, 192, 384, requires_grad=True)  # (B, T, 4d) at a typical batch length
+    grad = torch.randn_like(x)
+    result = {}
+    for name, module in (("nn.Dropout", nn.Dropout(0.1)), ("FastDropout", nb.FastDropout(0.1))):
+        module.train()
+        module(x).backward(grad)  # warm-up
+        start = time.perf_counter()
+        for _ in range(repeats):
+            module(x).backward(grad)
+        result[name] = (time.perf_counter() - start) / repeats
+    return result
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batches", type=int, default=40)
@@ -152,6 +168,9 @@ def main():
     print(f"{'model':45s} {'s/epoch':>8s} {'vs notebook':>12s}")
     for name, seconds in times.items():
         print(f"{name:45s} {seconds:8.0f} {seconds / ours:11.2f}x")
+    dropout = time_dropout(nb)
+    print(f"dropout on a (64, 192, 384) tensor, forward + backward: nn.Dropout {dropout['nn.Dropout'] * 1e3:.1f} ms, "
+          f"FastDropout {dropout['FastDropout'] * 1e3:.1f} ms ({dropout['nn.Dropout'] / dropout['FastDropout']:.2f}x)")
 
 
 if __name__ == "__main__":
