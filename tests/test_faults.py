@@ -11,12 +11,11 @@ import sys
 import time
 
 import pytest
-import torch
 
 import checkpoint
 from checkpoint import load_file, sidecar_filename
-from test_train import (ROOT, cli_args, fresh_copy, pairs_folder, poll_until,  # noqa: F401 (fixture)
-                        saved_step, tiny_run_config)
+from test_train import (ROOT, TRAIN, assert_same_weights, cli_args, fresh_copy, pairs_folder,  # noqa: F401
+                        poll_until, reference_and_fresh_runs, saved_step, tiny_run_config)
 from train import train_model
 from utils import UserError
 
@@ -42,13 +41,8 @@ def kill_when(process, ready):
 
 
 def test_sigkill_at_random_moments_and_during_checkpoint_writes(pairs_folder, tmp_path):
-    folders = [fresh_copy(pairs_folder, tmp_path / name) for name in ("straight", "killed")
-               if (tmp_path / name).mkdir() or True]
-    configs = [tiny_run_config(f, num_epochs=2, checkpoint_every=3, dropout_p=0.1, val_fraction=0.05)
-               for f in folders]
-    command = [sys.executable, "train.py"]
-    subprocess.run(command + cli_args(configs[0]), cwd=ROOT, check=True, capture_output=True)
-    cfg = configs[1]
+    configs = reference_and_fresh_runs(pairs_folder, tmp_path, checkpoint_every=3)
+    command, cfg = TRAIN, configs[1]
     rng = random.Random(2026)
     plan = ["save"] * SAVE_KILLS + ["random"] * RANDOM_KILLS
     rng.shuffle(plan)
@@ -76,9 +70,7 @@ def test_sigkill_at_random_moments_and_during_checkpoint_writes(pairs_folder, tm
     subprocess.run(command + cli_args(cfg), cwd=ROOT, check=True, capture_output=True)  # resume to the end
     assert not temporary_files(cfg)  # the next save removes what killed writes left behind
 
-    straight = torch.load(configs[0].model_filename, weights_only=True)
-    resumed = torch.load(cfg.model_filename, weights_only=True)
-    assert all(torch.equal(straight[key], resumed[key]) for key in straight)
+    assert_same_weights(configs[0], cfg)
     print(f"{kills} kill points, {during_write} of them during a checkpoint write")
 
 

@@ -165,13 +165,29 @@ def wait_for_step(path, step, process, timeout=120):
     return poll_until(process, lambda: saved_step(path) >= step, timeout)
 
 
-def test_sigkill_then_resume_ends_equal_to_an_uninterrupted_run(pairs_folder, tmp_path):
+TRAIN = [sys.executable, "train.py"]
+
+
+def reference_and_fresh_runs(pairs_folder, tmp_path, checkpoint_every):
+    """Two equal run configs (dropout on): the first trained to the end as the reference, the second fresh."""
     folders = [fresh_copy(pairs_folder, tmp_path / name) for name in ("straight", "killed")
                if (tmp_path / name).mkdir() or True]
-    configs = [tiny_run_config(f, num_epochs=2, checkpoint_every=7, dropout_p=0.1, val_fraction=0.05)
-               for f in folders]
-    command = [sys.executable, "train.py"]
-    subprocess.run(command + cli_args(configs[0]), cwd=ROOT, check=True, capture_output=True)
+    configs = [tiny_run_config(f, num_epochs=2, checkpoint_every=checkpoint_every, dropout_p=0.1,
+                               val_fraction=0.05) for f in folders]
+    subprocess.run(TRAIN + cli_args(configs[0]), cwd=ROOT, check=True, capture_output=True)
+    return configs
+
+
+def assert_same_weights(cfg_a, cfg_b):
+    a = torch.load(cfg_a.model_filename, weights_only=True)
+    b = torch.load(cfg_b.model_filename, weights_only=True)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_sigkill_then_resume_ends_equal_to_an_uninterrupted_run(pairs_folder, tmp_path):
+    configs = reference_and_fresh_runs(pairs_folder, tmp_path, checkpoint_every=7)
+    command = TRAIN
 
     killed_at = []
     for target_step in (9, 40, 62):  # mid-epoch, in epoch 2, and again after a resume
@@ -185,10 +201,7 @@ def test_sigkill_then_resume_ends_equal_to_an_uninterrupted_run(pairs_folder, tm
     assert len(killed_at) >= 2, "the run finished before it could be killed"
     subprocess.run(command + cli_args(configs[1]), cwd=ROOT, check=True, capture_output=True)
 
-    straight = torch.load(configs[0].model_filename, weights_only=True)
-    resumed = torch.load(configs[1].model_filename, weights_only=True)
-    for key in straight:
-        assert torch.equal(straight[key], resumed[key]), key
+    assert_same_weights(configs[0], configs[1])
     state = load_file(configs[1].optimizer_filename)
     assert state["progress"]["epoch"] == 2
 
