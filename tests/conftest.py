@@ -45,3 +45,11 @@ def restore_global_config():
     yield config_module.config
     config_module.config.__dict__.clear()
     config_module.config.__dict__.update(saved)
+
+
+@pytest.fixture(scope="session")
+def nb():
+    """The Part 1 notebook's definitions as a module (imported once, without running its training)."""
+    from imdb_notebook import load_definitions
+
+    return load_definitions()

@@ -16,7 +16,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from config import make_config
-from imdb_notebook import load_definitions
 from inference import MAX_INPUT_CHARS, AnswerStream, SamplingSettings, sample_sequence, tokenize_input
 from model import TransformerModel
 from tokenizer import special_token_ids
@@ -131,10 +130,6 @@ def test_inference_script_names_a_bad_checkpoint(tmp_path, tokenizer, small, dam
 
 
 # --- the IMDb notebook's data loading -----------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def nb():
-    return load_definitions()
 
 
 def gz(path, data):

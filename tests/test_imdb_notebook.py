@@ -17,15 +17,11 @@ import torch
 import torch.nn as nn
 from nbclient import NotebookClient
 
-from imdb_notebook import NOTEBOOK, definition_cells, load_definitions
+from imdb_notebook import NOTEBOOK, definition_cells
 
 FP32 = dict(atol=1e-5, rtol=1e-5)
 FP64 = dict(atol=1e-10, rtol=1e-10)
 
-
-@pytest.fixture(scope="module")
-def nb():
-    return load_definitions()
 
 
 def lengths_mask(lengths, T):
