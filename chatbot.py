@@ -115,8 +115,10 @@ def escaped_stream(pieces):
 def token_label(tokenizer, token_id, special_names):
     """How a token reads in the sampling table: its text, spaces shown as "␣", specials by name.
 
-    >>> token_label(tok, 1, {1: "[END]"}), token_label(tok, 262, {})   # doctest: +SKIP
-    ('[END]', '␣the')
+    >>> from config import make_config; from tokenizer import fit_tokenizer
+    >>> tok = fit_tokenizer(make_config("tiny"), ["hi there"] * 3, vocab_size=270, min_frequency=1)
+    >>> token_label(tok, 1, {1: "[END]"}), token_label(tok, tok.token_to_id("Ġthere"), {})
+    ('[END]', '␣there')
     """
     if token_id in special_names:
         return special_names[token_id]
@@ -287,6 +289,8 @@ def main():
         st.code(setup_commands(argv), language="bash")
         st.stop()
 
+    for note in info["notes"]:  # e.g. the head count assumed for a checkpoint without model.json
+        st.warning(escape_markdown(note))
     if "messages" not in st.session_state:
         st.session_state.messages = []
 

@@ -132,19 +132,63 @@ def read_sidecar(model_filename):
 
 
 def shape_from_weights(weights, config):
-    """Model shape read off a state_dict (num_heads cannot be: it comes from the config)."""
+    """Model shape read off a state_dict, all but num_heads (see head_count_for)."""
     vocab, embed = weights["embedding.weight"].shape
     layers = {int(k.split(".")[1]) for k in weights if k.startswith("layers.")}
     max_len = weights["causal_mask"].shape[0] if "causal_mask" in weights else config.max_len
     return {"vocab_size": int(vocab), "embed_size": int(embed), "num_layers": len(layers),
-            "max_len": int(max_len), "num_heads": config.num_heads}
+            "max_len": int(max_len)}
+
+
+def head_count_for(shape, config):
+    """(num_heads, note saying where it came from) for weights of `shape` without model.json.
+
+    The weights cannot tell the head count: the attention's projection matrices have the same
+    shape for 4 or 8 heads, and a model built with the wrong count loads without complaint and
+    answers nonsense. So the count comes from --num_heads when given, else from the preset whose
+    shape the weights have; when the config's preset and the weights disagree, or no preset fits,
+    a UserError asks for --num_heads rather than guessing.
+    """
+    from config import DEFAULTS, PRESETS
+
+    def preset_value(preset, key):
+        return PRESETS[preset].get(key, DEFAULTS[key])
+
+    def fits(values):
+        return all(values(key) == shape[key] for key in shape)
+
+    missing = f"{sidecar_filename(config.model_filename)!r} is missing, so the head count is not in the checkpoint"
+    divisors = [n for n in range(1, shape["embed_size"] + 1) if shape["embed_size"] % n == 0]
+    how = (f"pass --num_heads N with the count used in training (N divides embed_size "
+           f"{shape['embed_size']}: {', '.join(map(str, divisors))})")
+    heads = config.num_heads
+    if heads != preset_value(config.preset, "num_heads"):
+        source = "--num_heads"
+    elif fits(lambda key: getattr(config, key)):
+        source = f"the config, preset {config.preset!r}, whose model shape these weights have"
+    else:
+        presets = [name for name in PRESETS if fits(lambda key: preset_value(name, key))]
+        if not presets:
+            raise UserError(f"{missing}, and the weights (embed {shape['embed_size']}, "
+                            f"{shape['num_layers']} layers, vocabulary {shape['vocab_size']}) fit no "
+                            f"preset to take it from: {how}")
+        other = preset_value(presets[0], "num_heads")
+        if other != heads:
+            raise UserError(f"{missing}: preset {config.preset!r} says num_heads={heads}, but the "
+                            f"weights have the shape of preset {presets[0]!r}, which has {other} heads; "
+                            f"pass --num_heads {other} if that is how it was trained, or {how}")
+        source = f"preset {presets[0]!r}, whose shape these weights have"
+    note = (f"note: {missing}: assuming num_heads={heads} (from {source}); if the model was "
+            f"trained with another head count its answers are wrong: {how}")
+    return heads, note
 
 
 def load_trained_model(config, device="cpu", tokenizer=None):
     """(model in eval mode on `device`, info dict) from config.model_filename.
 
     The model's shape comes from model.json, or from the weights themselves for a template
-    checkpoint, so a chat page started with another preset still builds the right model. A
+    checkpoint, so a chat page started with another preset still builds the right model; then
+    info["notes"] says which head count was assumed and why (shape_from_weights). A
     tokenizer whose vocabulary does not fit the model, or that is not the one the model was
     trained with, is refused with a message saying what to do.
     """
@@ -161,7 +205,9 @@ def load_trained_model(config, device="cpu", tokenizer=None):
         raise UserError(f"{path!r} holds no TransformerModel weights; use model.pth, not optimizer.pth")
     weights = {unwrap_key(k): v for k, v in weights.items()}
     info = read_sidecar(path)
-    shape = info.get("model_shape") or shape_from_weights(weights, config)
+    shape, notes = info.get("model_shape"), []
+    if not shape:  # a template checkpoint: no model.json beside it
+        shape = shape_from_weights(weights, config)
     cfg = types.SimpleNamespace(**{**vars(config), **shape})
     if tokenizer is not None:
         if tokenizer.get_vocab_size() > cfg.vocab_size:
@@ -172,6 +218,9 @@ def load_trained_model(config, device="cpu", tokenizer=None):
         if expected and os.path.isfile(config.tokenizer_filename) and file_sha256(config.tokenizer_filename) != expected:
             raise UserError(f"model {path!r} was trained with a different tokenizer than "
                             f"{config.tokenizer_filename!r}; use the tokenizer.json of the same run")
+    if "num_heads" not in shape:
+        cfg.num_heads, note = head_count_for(shape, config)
+        shape, notes = {**shape, "num_heads": cfg.num_heads}, [note]
     model = TransformerModel(cfg)
     try:
         model.load_state_dict(weights)
@@ -179,4 +228,4 @@ def load_trained_model(config, device="cpu", tokenizer=None):
         reason = " ".join(str(exc).split())[:300]
         raise UserError(f"model checkpoint {path!r} does not fit the model it describes ({reason}); "
                         f"try --num_heads as used in training, or retrain") from None
-    return model.to(device).eval(), {**info, "model_shape": shape}
+    return model.to(device).eval(), {**info, "model_shape": shape, "notes": notes}

@@ -29,7 +29,10 @@ from utils import resolve_device, run_main
 
 
 def evaluate_heldout(model, tokenizer, config, rows=None, show=0):
-    """Greedy exact-answer accuracy on the built-in held-out questions: (overall, per family)."""
+    """Greedy exact-answer accuracy on the built-in held-out questions: (right, total, per family).
+
+    per family maps each family to its accuracy, a fraction between 0 and 1.
+    """
     ids = special_token_ids(tokenizer, config)
     rows = rows if rows is not None else corpus.generate("heldout", seed=config.seed)
     greedy = SamplingSettings("greedy", max_new_tokens=model.max_len)
@@ -42,7 +45,7 @@ def evaluate_heldout(model, tokenizer, config, rows=None, show=0):
         per_family[row["family"]] = (done + ok, total + 1)
         if i < show:
             print(f"  {'ok ' if ok else 'NO '} {row['question']}  ->  {answer}")
-    return right / max(len(rows), 1), {k: a / n for k, (a, n) in per_family.items()}
+    return right, len(rows), {k: a / n for k, (a, n) in per_family.items()}
 
 
 def show_answers(model, tokenizer, config, questions):
@@ -92,15 +95,18 @@ def main():
 
     device = resolve_device(config.device)
     tokenizer = load_tokenizer(config)
-    model, _ = load_trained_model(config, device, tokenizer)
+    model, info = load_trained_model(config, device, tokenizer)
+    for note in info["notes"]:
+        print(note)
     torch.manual_seed(config.seed)
     if config.dataset == corpus.BUILTIN_NAME:
         rows = corpus.generate("heldout", seed=config.seed)
         print("\n== Held-out questions (never seen in training) ==")
         show_answers(model, tokenizer, config, [r["question"] for r in rows[::120]])
         print(f"\n== Greedy exact-answer accuracy on all {len(rows)} held-out questions ==")
-        accuracy, per_family = evaluate_heldout(model, tokenizer, config, rows)
-        print(f"accuracy {accuracy:.1%}  (" + ", ".join(f"{k} {v:.0%}" for k, v in sorted(per_family.items())) + ")")
+        right, total, per_family = evaluate_heldout(model, tokenizer, config, rows)
+        print(f"accuracy {right / total:.1%} ({right}/{total}; "
+              + ", ".join(f"{k} {v:.0%}" for k, v in sorted(per_family.items())) + ")")
     else:
         show_answers(model, tokenizer, config, ["what is the largest dog breed?"])
     print(f"\nDemo ready in {time.perf_counter() - start:.0f} s.")

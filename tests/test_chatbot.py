@@ -282,6 +282,26 @@ def test_seeded_answer_equals_answer_stream_run_directly(monkeypatch, trained, l
     assert at.session_state.messages[-1]["content"] == expected
 
 
+@pytest.mark.parametrize("label, kind, value, setting", [
+    ("Top-p", "slider", 0.3, "p"),
+    ("Top-k", "number_input", 2, "top_k"),
+    ("Repetition penalty", "slider", 2.0, "repetition_penalty"),
+])
+def test_each_sampling_control_reaches_the_sampler(monkeypatch, trained, loaded, label, kind, value, setting):
+    question = "how many legs does a cat have?"
+    # A seed for which this setting changes the answer, so that a page ignoring it must fail.
+    seed = next(s for s in range(1, 50)
+                if direct_answer(loaded, question, seed=s, temperature=1.3)[0]
+                != direct_answer(loaded, question, seed=s, temperature=1.3, **{setting: value})[0])
+    at = open_page(monkeypatch, trained[1])
+    widget(at.sidebar.number_input, "Seed").set_value(seed)
+    widget(at.sidebar.slider, "Temperature").set_value(1.3)
+    widget(getattr(at.sidebar, kind), label).set_value(value)
+    ask(at, question)
+    expected, _ = direct_answer(loaded, question, seed=seed, temperature=1.3, **{setting: value})
+    assert at.session_state.messages[-1]["content"] == expected, f"the {label} control is ignored"
+
+
 def test_token_labels_make_spaces_bytes_and_special_tokens_visible(loaded):
     _, tokenizer, ids = loaded
     decodes = {tokenizer.decode([i]): i for i in range(tokenizer.get_vocab_size())}
@@ -383,6 +403,21 @@ def assert_setup_page(at, says, commands):
         assert command in code
     assert "make demo" in code and "streamlit run chatbot.py -- --preset demo" in code
     assert len(at.chat_input) == 0  # the page stopped before the chat
+
+
+def test_checkpoint_without_model_json_says_which_head_count_it_assumed(monkeypatch, trained, loaded, tmp_path):
+    cfg, args = trained
+    for name in ("tokenizer.json", "model.pth"):  # the template's files: no model.json
+        shutil.copy(Path(cfg.model_filename).parent / name, tmp_path / name)
+    at = open_page(monkeypatch, args + ["--model_filename", str(tmp_path / "model.pth"),
+                                        "--tokenizer_filename", str(tmp_path / "tokenizer.json")])
+    assert len(at.warning) == 1, "the page does not say which head count it assumed"
+    warning = unescape(at.warning[0].value)
+    assert "model.json' is missing" in warning and "assuming num_heads=2" in warning
+    assert "--num_heads N" in warning
+    widget(at.sidebar.number_input, "Seed").set_value(3)
+    ask(at, "which is larger, 12 or 7?")  # the same model as the fixture's: the same answer
+    assert at.session_state.messages[-1]["content"] == direct_answer(loaded, "which is larger, 12 or 7?", seed=3)[0]
 
 
 def test_missing_checkpoint_shows_the_commands_to_train(monkeypatch, trained, tmp_path):

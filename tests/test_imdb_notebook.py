@@ -178,6 +178,55 @@ def test_imdb_dataset_items_by_hand(nb, word_tokenizer):
     del plot
 
 
+def test_head_and_tail_truncation_keeps_both_ends_of_a_long_review(nb, word_tokenizer):
+    """The second configuration's promise: a long review keeps its first `head` and its last tokens."""
+    vocab = word_tokenizer.get_vocab()
+    words = ["good", "film", "bad", "plot", "acting", "a", "good", "bad", "film", "plot"]
+    ids = [vocab[w] for w in words]
+    assert nb.truncate(ids, 5, head=2) == ids[:2] + ids[-3:]
+    assert nb.truncate(ids, 5) == ids[:5]  # the template: the head only
+    assert nb.truncate(ids[:4], 5, head=2) == ids[:4]  # short reviews are untouched
+    dataset = nb.IMDBDataset([" ".join(words), "good film"], [1, 0], word_tokenizer, max_length=6,
+                             pad_idx=0, cls_idx=2, head=2)
+    assert dataset[0][0].tolist() == [2] + ids[:2] + ids[-3:]  # [CLS], 2 from the head, 3 from the tail
+    assert dataset[1][0].tolist() == [2, vocab["good"], vocab["film"], 0, 0, 0]
+    assert dataset.lengths.tolist() == [6, 3]
+
+
+def test_second_configuration_uses_head_and_tail_and_its_scheduler():
+    """The cell of the second configuration builds its datasets with head= and trains with scheduler=."""
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    (cell,) = [c.source for c in notebook.cells if c.cell_type == "code" and "OneCycleLR" in c.source]
+    calls = [n for n in ast.walk(ast.parse(cell)) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)]
+    datasets = [c for c in calls if c.func.id == "IMDBDataset"]
+    assert len(datasets) == 3 and all("head" in {k.arg for k in c.keywords} for c in datasets)
+    (training,) = [c for c in calls if c.func.id == "train_model"]
+    assert "scheduler" in {k.arg for k in training.keywords}
+
+
+def test_train_model_steps_the_learning_rate_schedule_once_per_batch(nb, word_tokenizer):
+    torch.manual_seed(0)
+    texts = ["good film", "bad film", "good good acting", "a bad bad plot"] * 6
+    dataset = nb.IMDBDataset(texts, [1, 0, 1, 0] * 6, word_tokenizer, max_length=8, pad_idx=0, cls_idx=2)
+    loader = nb.make_loader(dataset, 4, shuffle=True, generator=torch.Generator().manual_seed(0))
+    model = nb.make_model(vocab_size=word_tokenizer.get_vocab_size(), max_len=8, embedding_dim=8, num_heads=2,
+                          num_layers=1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    steps = 2 * len(loader)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=1e-2, pct_start=0.25, total_steps=steps)
+    expected = []  # the rate of every step, from a second, identical schedule
+    shadow = torch.optim.lr_scheduler.OneCycleLR(torch.optim.SGD([torch.zeros(1)], lr=1e-3), max_lr=1e-2,
+                                                 pct_start=0.25, total_steps=steps)
+    for _ in range(steps):
+        expected.append(shadow.get_last_lr()[0])
+        shadow.optimizer.step()
+        shadow.step()
+    used = []  # the rate in force at every optimizer step
+    optimizer.register_step_pre_hook(lambda opt, args, kwargs: used.append(opt.param_groups[0]["lr"]))
+    nb.train_model(model, nn.BCELoss(), optimizer, loader, loader, 2, 0, scheduler=scheduler)
+    assert used == pytest.approx(expected), "the optimizer did not follow the schedule step by step"
+
+
 def test_trim_padding_cuts_to_the_longest(nb):
     batch = [(torch.tensor([2, 5, 0, 0]), 1), (torch.tensor([2, 7, 8, 0]), 0)]
     sequences, labels = nb.trim_padding(batch, 0)

@@ -155,13 +155,22 @@ def test_fit_prompt_truncates_from_the_left_and_keeps_sep():
 
 
 def test_steps_record_how_each_token_was_chosen():
+    """Each Step equals what recomputing the distribution from the full sequence gives."""
     model = small_model(seed=5)
-    steps = list(generate(model, [7, 8, SEP], END, SamplingSettings("top-p", p=0.5, temperature=1.0, seed=1,
-                                                                   max_new_tokens=4)))
+    ids = [7, 8, SEP]
+    steps = list(generate(model, ids, END, SamplingSettings("top-p", p=0.5, temperature=0.8, seed=1,
+                                                            max_new_tokens=6)))
+    assert len(steps) == 6
     for step in steps:
-        assert 0 < step.probability <= 1 and step.nucleus_size >= 1
-        assert len(step.alternatives) == 5
-        assert abs(sum(p for _, p in step.alternatives)) <= 1.0 + 1e-6
+        with torch.no_grad():
+            logits = model(torch.tensor([ids]))[0, -1]
+        top = torch.topk(torch.softmax(logits / 0.8, -1), 5)  # the five most likely, after temperature
+        assert [t for t, _ in step.alternatives] == top.indices.tolist()
+        assert [p for _, p in step.alternatives] == pytest.approx(top.values.tolist(), abs=1e-5)
+        kept, kept_probs = nucleus(logits, p=0.5, temperature=0.8)
+        assert step.nucleus_size == len(kept) and step.token_id in kept.tolist()
+        assert step.probability == pytest.approx(kept_probs[kept.tolist().index(step.token_id)].item(), abs=1e-5)
+        ids.append(step.token_id)
 
 
 def test_streamed_pieces_join_to_the_one_shot_decode_with_multibyte_text(tokenizer):

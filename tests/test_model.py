@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from config import make_config
 from model import (DecoderBlock, PositionalEncoding, TransformerModel, _max_future_leak, check_model,
-                   expected_num_params, sinusoidal_table)
+                   expected_num_params, sinusoidal_table, untrained_loss)
 from utils import get_num_params
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -95,6 +95,31 @@ def test_decoder_block_is_figure_4():
                                    atol=ATOL, rtol=1e-4)
 
 
+@pytest.mark.parametrize("branch", ["attention", "mlp"])
+def test_each_residual_branch_has_its_dropout(branch):
+    """Fig. 4 puts a Dropout on both residual branches. With the other branch silenced (its last
+    linear layer zeroed), training-mode outputs must still be random and eval-mode ones not."""
+    torch.manual_seed(0)
+    block = DecoderBlock(24, 3, dropout=0.5)
+    silenced = block.ffn[2] if branch == "attention" else block.attention.out_proj
+    with torch.no_grad():
+        silenced.weight.zero_()
+        silenced.bias.zero_()
+    x = torch.randn(2, 6, 24)
+    mask = TransformerModel.generate_causal_mask(6)
+    with torch.no_grad():
+        block.eval()
+        assert torch.equal(block(x, mask), block(x, mask))
+        block.train()
+        first, second = block(x, mask), block(x, mask)
+    assert not torch.allclose(first, second), f"no dropout on the {branch} branch in training mode"
+    # Without dropout the same block is deterministic in training mode too (so the randomness
+    # above is the dropout's, not something else's).
+    block.dropout1.p = block.dropout2.p = 0.0
+    with torch.no_grad():
+        assert torch.equal(block(x, mask), block(x, mask))
+
+
 def test_no_information_from_future_tokens():
     torch.manual_seed(0)
     model = TransformerModel(small_config()).eval()
@@ -158,16 +183,25 @@ def test_checkpoint_with_wrapper_prefix_loads(prefix):
 
 
 def test_state_dict_of_a_compiled_model_loads_into_a_plain_one():
+    torch.manual_seed(0)
     trained = TransformerModel(small_config())
     compiled_state = torch.compile(trained).state_dict()  # what template train.py saves
     assert all(k.startswith("_orig_mod.") for k in compiled_state)
-    TransformerModel(small_config()).load_state_dict(compiled_state)
+    torch.manual_seed(1)
+    plain = TransformerModel(small_config())
+    plain.load_state_dict(compiled_state)
+    for key, value in trained.state_dict().items():
+        assert torch.equal(plain.state_dict()[key], value), key
 
 
 def test_positional_encoding_saved_with_a_batch_dimension_loads():
     state = TransformerModel(small_config()).state_dict()
-    state["pos_encoder.positional_encoding"] = state["pos_encoder.positional_encoding"].unsqueeze(0)
-    TransformerModel(small_config()).load_state_dict(state)
+    table = state["pos_encoder.positional_encoding"]
+    state["pos_encoder.positional_encoding"] = (table + 1.0).unsqueeze(0)  # (1, max_len, d), changed
+    model = TransformerModel(small_config())
+    model.load_state_dict(state)
+    loaded = model.pos_encoder.positional_encoding
+    assert loaded.shape == table.shape and torch.equal(loaded, table + 1.0)
 
 
 def test_checkpoint_of_another_shape_is_refused():
@@ -184,7 +218,32 @@ def test_check_model_passes_on_an_untrained_model():
     target = torch.cat([source[:, 1:], torch.full((1, 1), -100)], dim=1)
     report = check_model(model, cfg, source, target, None, pad_id=2)
     assert report["parameters"] == expected_num_params(cfg)
-    assert abs(report["untrained loss"] - math.log(300)) < 1.5
+    assert abs(report["untrained loss"] - untrained_loss(300)) < 0.5  # the bound check_model asserts
+
+
+def test_untrained_loss_check_catches_a_model_off_its_initial_scale():
+    cfg = small_config()
+    torch.manual_seed(0)
+    model = TransformerModel(cfg)
+    with torch.no_grad():
+        model.fc_out.weight.mul_(3.0)  # logits 3x too large: loss about ln V + 1.5
+    source = torch.randint(4, 300, (1, 12))
+    target = torch.cat([source[:, 1:], torch.full((1, 1), -100)], dim=1)
+    with pytest.raises(AssertionError):
+        check_model(model, cfg, source, target, None, pad_id=2)
+
+
+@pytest.mark.parametrize("preset", ["default", "tiny", "demo"])
+def test_untrained_loss_is_near_ln_vocab_plus_a_sixth(preset):
+    """The closed form behind check_model's bound, over many random targets (sd of the mean ~0.02)."""
+    cfg = make_config(preset, device="cpu", max_len=min(64, make_config(preset).max_len))
+    torch.manual_seed(0)
+    model = TransformerModel(cfg).eval()
+    source = torch.randint(4, cfg.vocab_size, (8, cfg.max_len))
+    target = torch.randint(4, cfg.vocab_size, (8, cfg.max_len))
+    with torch.no_grad():
+        loss = F.cross_entropy(model(source).reshape(-1, cfg.vocab_size), target.reshape(-1)).item()
+    assert abs(loss - untrained_loss(cfg.vocab_size)) < 0.15
 
 
 def test_python_model_py_runs_its_assertions_offline(tmp_path):

@@ -1,6 +1,7 @@
 """train.py: schedule, length-aware batching, checkpoints, exact resume after SIGKILL, DDP, compile fallback."""
 
 import csv
+import copy
 import json
 import os
 import signal
@@ -20,7 +21,7 @@ from config import make_config
 from dataset import QADataset, epoch_batches, split_indices
 from model import TransformerModel
 from tokenizer import load_tokenizer, train_tokenizer
-from train import lr_factor, train_model
+from train import Runtime, _train_step, evaluate, lr_factor, train_model
 from utils import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -116,6 +117,76 @@ def test_trimmed_batch_gives_the_same_per_position_loss_as_fixed_padding(pairs_f
             return F.cross_entropy(logits.transpose(1, 2), batch["target_sequence"], reduction="none")
 
         torch.testing.assert_close(per_position(trimmed), per_position(fixed)[:, :width], atol=1e-5, rtol=1e-5)
+
+
+def padded_batch_and_model(pairs_folder, tmp_path, **overrides):
+    """A tiny run's config, dataset, untrained model and a batch of 6 pairs of different lengths."""
+    cfg = tiny_run_config(fresh_copy(pairs_folder, tmp_path), **{"dropout_p": 0.0, "max_len": 64, **overrides})
+    dataset = QADataset(cfg, load_tokenizer(cfg))
+    torch.manual_seed(0)
+    model = TransformerModel(cfg)
+    indices = np.argsort(dataset.lengths, kind="stable")[[0, 100, 200, 300, 400, 599]]
+    batch = dataset.collate(indices, pad_multiple=8)
+    assert (batch["target_sequence"] == -100).float().mean() > 0.1  # real padding in the batch
+    return cfg, dataset, model, batch
+
+
+def reference_mean_loss_and_grads(model, batch):
+    """The assignment's loss: mean cross-entropy over the real (non -100) target tokens."""
+    model = copy.deepcopy(model).train()
+    logits = model(batch["source_sequence"], padding_mask=batch["key_padding_mask"])
+    loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), batch["target_sequence"].reshape(-1),
+                           ignore_index=-100)
+    loss.backward()
+    return loss.item(), [p.grad.clone() for p in model.parameters()]
+
+
+def frozen_step(cfg, model, batch):
+    """One training step of train.py with lr 0 (the weights stay put); returns (loss, tokens)."""
+    runtime = Runtime(cfg)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.0)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    model.train()
+    loss, tokens, _ = _train_step(batch, model, model, None, optimizer, scaler, cfg, runtime)
+    return loss, tokens
+
+
+def test_training_loss_is_the_mean_over_real_target_tokens(pairs_folder, tmp_path):
+    cfg, _, model, batch = padded_batch_and_model(pairs_folder, tmp_path, grad_clip=0.0)
+    expected_loss, expected_grads = reference_mean_loss_and_grads(model, batch)
+    loss, tokens = frozen_step(cfg, model, batch)
+    assert tokens == int((batch["target_sequence"] != -100).sum())
+    assert loss == pytest.approx(expected_loss, rel=1e-5), "reported loss is not the per-token mean"
+    for param, expected in zip(model.parameters(), expected_grads):  # the gradient of that mean
+        torch.testing.assert_close(param.grad, expected, atol=1e-6, rtol=1e-4)
+
+
+def test_gradients_are_clipped_to_grad_clip(pairs_folder, tmp_path):
+    cfg, _, model, batch = padded_batch_and_model(pairs_folder, tmp_path, grad_clip=0.01)
+    _, expected_grads = reference_mean_loss_and_grads(model, batch)
+    full_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in expected_grads]))
+    assert full_norm > 0.1  # so clipping at 0.01 must act
+    frozen_step(cfg, model, batch)
+    grads = [p.grad for p in model.parameters()]
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+    assert norm == pytest.approx(0.01, rel=1e-3), f"gradient norm {norm:.4f} after clipping at 0.01"
+    for got, expected in zip(grads, expected_grads):  # same direction, scaled down
+        torch.testing.assert_close(got, expected * (0.01 / full_norm), atol=1e-8, rtol=1e-3)
+
+
+def test_validation_loss_is_computed_without_dropout(pairs_folder, tmp_path):
+    cfg, dataset, model, _ = padded_batch_and_model(pairs_folder, tmp_path, dropout_p=0.5, batch_size=8)
+    val = np.arange(0, 600, 15)  # 40 pairs, 5 batches
+    model.train()
+    got = evaluate(model, dataset, val, cfg, Runtime(cfg))
+    assert model.training  # evaluation puts training mode back
+    model.eval()
+    batch = dataset.collate(val, pad_multiple=1)
+    with torch.no_grad():
+        logits = model(batch["source_sequence"], padding_mask=batch["key_padding_mask"])
+        expected = F.cross_entropy(logits.reshape(-1, logits.size(-1)), batch["target_sequence"].reshape(-1),
+                                   ignore_index=-100).item()
+    assert got == pytest.approx(expected, rel=1e-5), "validation loss depends on dropout (train mode?)"
 
 
 def test_training_lowers_the_loss_and_writes_plain_checkpoints(pairs_folder, tmp_path):
@@ -272,10 +343,13 @@ def test_tokenizer_larger_than_config_vocab_is_refused(pairs_folder, tmp_path):
 
 def test_ddp_with_two_gloo_processes_matches_one_process(pairs_folder, tmp_path):
     """2 processes x batch 8 must follow 1 process x batch 16 (same global batches)."""
+    # Validation every 6 steps on 60 pairs: 8 batches of 8 under DDP, 4 per rank, so a rank's own
+    # loss differs from the loss over all of them.
+    shared = dict(dropout_p=0.0, num_epochs=1, grad_clip=1.0, eval_every=6, val_fraction=0.1)
     single = tiny_run_config(fresh_copy(pairs_folder, tmp_path / "one") if (tmp_path / "one").mkdir() is None else None,
-                             batch_size=16, dropout_p=0.0, num_epochs=1, grad_clip=1.0)
+                             batch_size=16, **shared)
     double = tiny_run_config(fresh_copy(pairs_folder, tmp_path / "two") if (tmp_path / "two").mkdir() is None else None,
-                             batch_size=8, dropout_p=0.0, num_epochs=1)
+                             batch_size=8, **shared)
     extra = ["--max_steps", "12"]
     subprocess.run([sys.executable, "train.py"] + cli_args(single) + extra, cwd=ROOT, check=True,
                    capture_output=True)
@@ -289,13 +363,17 @@ def test_ddp_with_two_gloo_processes_matches_one_process(pairs_folder, tmp_path)
                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert out.returncode == 0, out.stderr[-2000:]
 
-    def losses(cfg):
-        return [float(r["loss"]) for r in csv.DictReader(open(cfg.log_filename)) if r["loss"]]
+    def losses(cfg, column="loss"):
+        return [float(r[column]) for r in csv.DictReader(open(cfg.log_filename)) if r[column]]
 
     one, two = losses(single), losses(double)
     assert len(one) == len(two) == 12
     print(f"max relative loss difference, 2 processes vs 1: {np.max(np.abs(np.subtract(two, one)) / one):.2e}")
     np.testing.assert_allclose(two, one, rtol=2e-4)  # float summation order differs across ranks
+    val_one, val_two = losses(single, "val_loss"), losses(double, "val_loss")
+    assert len(val_one) == len(val_two) == 2
+    np.testing.assert_allclose(val_two, val_one, rtol=2e-4,
+                               err_msg="DDP validation loss is not the loss over all processes")
 
 
 @pytest.mark.parametrize("chunk_rows", [3, 2048])
