@@ -112,8 +112,10 @@ def special_token_ids(tokenizer, config, where="the tokenizer"):
 def encode_batch(tokenizer, texts, batch_size=16_384, desc="Tokenizing"):
     """Ids of many texts (no special tokens added), in batches with a progress bar.
 
-    >>> encode_batch(tok, ["hi there", ""])   # doctest: +SKIP
-    [[5426, 612], []]
+    >>> from config import make_config
+    >>> tok = fit_tokenizer(make_config("tiny"), ["hi there"] * 3, vocab_size=270, min_frequency=1)
+    >>> ids = encode_batch(tok, ["hi there", ""]); ids, [tok.id_to_token(i) for i in ids[0]]
+    ([[261, 265], []], ['hi', 'Ġthere'])
     """
     protect_special_tokens(tokenizer)
     ids = []
