@@ -62,12 +62,33 @@ class Precision:
     reason: str
 
 
-def cpu_has_fast_bf16():
-    """True when oneDNN has native bf16 kernels here (AVX-512 BF16 / AMX)."""
+def cpu_info():
+    """The first processor's fields of /proc/cpuinfo ("model name", "flags", ...); {} elsewhere."""
+    info = {}
     try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if not line.strip() and info:
+                    break
+                key, _, value = line.partition(":")
+                info.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    return info
+
+
+def cpu_has_fast_bf16():
+    """True when the CPU has native bf16 units (AVX-512 BF16 or AMX) and oneDNN uses them.
+
+    oneDNN's own check also says yes on AVX-512 CPUs without bf16 units (Skylake, Ice Lake),
+    where bf16 is emulated, so the CPU's flags are read too where the system shows them.
+    """
+    try:
+        onednn = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
+    flags = set(cpu_info().get("flags", "").split())
+    return onednn and (not flags or bool(flags & {"avx512_bf16", "amx_bf16"}))
 
 
 def choose_precision(device, requested="auto"):

@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from config import make_config  # noqa: E402
 from model import TransformerModel  # noqa: E402
-from utils import cpu_has_fast_bf16  # noqa: E402
+from machine import print_machine_header  # noqa: E402
 
 
 def time_steps(model, forward, batches, loss_kind="reshape", bf16=False, repeats=3):
@@ -59,8 +59,8 @@ def batches_for(cfg, batch, lengths):
 
 
 def main():
+    print_machine_header("fp32, and bf16 autocast in the demo-model comparison")
     torch.manual_seed(0)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, native bf16: {cpu_has_fast_bf16()}")
 
     demo = make_config("demo", device="cpu")
     model = TransformerModel(demo)

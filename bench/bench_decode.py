@@ -22,6 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from config import make_config  # noqa: E402
 from inference import SamplingSettings, generate  # noqa: E402
+from machine import print_machine_header  # noqa: E402
 from model import TransformerModel  # noqa: E402
 
 NEW_TOKENS = 100
@@ -42,6 +43,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    print_machine_header("fp32")
     cfg = make_config(device="cpu", dropout_p=0.0)
     torch.manual_seed(0)
     model = TransformerModel(cfg).eval()
@@ -86,8 +88,7 @@ def main():
         print("transformers is not installed (make bench-deps): skipping the HF GPT-2 reference")
 
     print(f"default model ({sum(p.numel() for p in model.parameters()):,} parameters), "
-          f"{NEW_TOKENS} new tokens after a {len(prompt)}-token prompt, {torch.get_num_threads()} threads, "
-          f"best of {args.repeats}")
+          f"{NEW_TOKENS} new tokens after a {len(prompt)}-token prompt, best of {args.repeats}")
     print(f"{'':28s} {'seconds':>8s} {'tokens/s':>9s} {'this project is':>16s}")
     for name, seconds in rows:
         print(f"{name:28s} {seconds:8.3f} {NEW_TOKENS / seconds:9.1f} {seconds / t_ours:15.2f}x")

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from imdb_notebook import load_definitions  # noqa: E402
+from machine import print_machine_header  # noqa: E402
 
 
 class TorchLayerModel(nn.Module):
@@ -137,6 +138,7 @@ def main():
     parser.add_argument("--imdb-dir", default=os.environ.get("INF265_IMDB_DIR", os.path.join(ROOT, "..", "shared",
                                                                                               "data", "imdb")))
     args = parser.parse_args()
+    print_machine_header("fp32")
     nb = load_definitions()
     nb.cpu_speed_settings()  # as the notebook does; process-wide, so every model below gets them
     torch.manual_seed(nb.SEED)
@@ -151,8 +153,7 @@ def main():
     trimmed = [nb.trim_padding([dataset[i] for i in b], 0) for b in chosen]
     fixed = [(torch.stack([dataset[i][0] for i in b]), torch.tensor([dataset[i][1] for i in b])) for b in chosen]
     print(f"{source}: {len(epoch)} batches per epoch; timing {len(chosen)} of them "
-          f"(mean trimmed length {np.mean([s.shape[1] for s, _ in trimmed]):.0f}, fixed 256); "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+          f"(mean trimmed length {np.mean([s.shape[1] for s, _ in trimmed]):.0f}, fixed 256)")
 
     vocab = tokenizer.get_vocab_size()
     scale = len(epoch) / len(chosen)

@@ -30,6 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from config import make_config  # noqa: E402
 from data_sources import load_qa_pairs  # noqa: E402
 from dataset import IGNORE_INDEX, QADataset, epoch_batches  # noqa: E402
+from machine import print_machine_header  # noqa: E402
 from model import TransformerModel  # noqa: E402
 from tokenizer import fit_tokenizer  # noqa: E402
 from train import loss_sum_and_count  # noqa: E402
@@ -136,16 +137,17 @@ def main():
     parser.add_argument("--steps", type=int, default=0, help="timed steps (default: 30 tiny/demo, 4 default)")
     parser.add_argument("--warmup", type=int, default=2)
     args = parser.parse_args()
+    torch.set_num_threads(os.cpu_count() or 1)
+    ours = choose_precision("cpu", make_config(device="cpu").precision).name
+    print_machine_header(f"{ours} for this project and HF GPT-2 (utils.choose_precision), fp32 for the template")
     try:
         import transformers  # noqa: F401
         with_hf = True
     except ImportError:
         with_hf = False
         print("transformers is not installed (make bench-deps): skipping the HF GPT-2 reference")
-    torch.set_num_threads(os.cpu_count() or 1)
     pairs = load_qa_pairs(args.dataset, "train")
-    print(f"data: {pairs.description} ({len(pairs):,} pairs); torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads")
+    print(f"data: {pairs.description} ({len(pairs):,} pairs)")
     for preset in args.models:
         bench(preset, pairs, args.steps or (4 if preset == "default" else 30), args.warmup, with_hf)
 
