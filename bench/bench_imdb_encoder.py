@@ -1,21 +1,21 @@
-"""Part 1 training speed: the notebook's encoder against PyTorch's nn.TransformerEncoderLayer and a
-straightforward implementation, on the same batches of real IMDb reviews.
+"""Part 1 training speed: the notebook's encoder in fp32 and bf16 against PyTorch's
+nn.TransformerEncoderLayer and the template's fixed-length batches, on the same real IMDb reviews.
 
-    .venv/bin/python bench/bench_imdb_encoder.py [--batches 40] [--imdb-dir ../shared/data/imdb]
+    .venv/bin/python bench/bench_imdb_encoder.py [--batches 40] [--compile] [--imdb-dir ../shared/data/imdb]
 
-Three models with the template's hyperparameters (embed 96, 4 heads, 3 layers, max length 256, batch 64,
-AdamW lr 1e-3, weight decay 1e-3, clipping at 10, dropout 0.1):
-- notebook:   the notebook's SentimentTransformer, fed the notebook's length-grouped, trimmed batches;
-- torch:      the same embedding, positional encoding and head around nn.TransformerEncoderLayer
-              (norm_first, GELU; attention dropout 0 like ours), fed the *same* batches;
-- straightforward: a textbook from-scratch encoder (separate projections, masked_fill, softmax, nn.Dropout,
-              every block over every position) fed the template's fixed-length batches (every review padded
-              to 256), i.e. what the template's loop computes.
+Models with the template's hyperparameters (embed 96, 4 heads, 3 layers, max length 256, batch 64,
+AdamW lr 1e-3, weight decay 1e-3, clipping at 10, dropout 0.1), one training step each per batch:
+- notebook:  the notebook's SentimentTransformer on its length-grouped, trimmed batches, in fp32 and, where
+             the CPU has native bf16 units, under torch.autocast(bfloat16) as the notebook trains there;
+- torch:     the same embedding, positional encoding and head around nn.TransformerEncoderLayer
+             (norm_first, GELU; attention dropout 0 like Figure 2), fed the *same* batches, same precisions;
+- template batches: the notebook's model on the template's fixed-length batches (every review padded to
+             256), fp32: what the template's loop computes;
+- with --compile: torch.compile of the notebook's model (dynamic shapes), fp32 and bf16; its compile time
+             is printed separately and left out of the step times.
 The same `--batches` training steps are drawn from one epoch's batches at evenly spaced quantiles of their
-length (so the length mix is the epoch's), and each model's time is scaled to the epoch's 391 steps. Last, nn.Dropout
-against the notebook's FastDropout on one MLP-sized tensor. A warm-up step per
-model is not timed. Ratios are printed against the notebook's time; the notebook's own measured epoch time
-is in its output.
+length (so the length mix is the epoch's), and each time is scaled to the epoch's 391 steps. A warm-up step
+per model is not timed. Ratios are printed against the notebook in fp32.
 """
 
 import argparse
@@ -33,6 +33,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from imdb_notebook import load_definitions  # noqa: E402
 from machine import print_machine_header  # noqa: E402
+from utils import cpu_has_fast_bf16  # noqa: E402
 
 
 class TorchLayerModel(nn.Module):
@@ -57,90 +58,40 @@ class TorchLayerModel(nn.Module):
         return torch.sigmoid(self.fc(x[:, 0])).squeeze(-1)
 
 
-class PlainAttention(nn.Module):
-    def __init__(self, dim, heads):
-        super().__init__()
-        self.heads, self.head_dim = heads, dim // heads
-        self.query, self.key, self.value, self.out_proj = (nn.Linear(dim, dim) for _ in range(4))
-
-    def forward(self, x, mask):
-        B, T, C = x.shape
-        q, k, v = (proj(x).view(B, T, self.heads, self.head_dim).transpose(1, 2)
-                   for proj in (self.query, self.key, self.value))
-        scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)
-        scores = scores.masked_fill(mask[:, None, None, :], float("-inf"))
-        out = (scores.softmax(dim=-1) @ v).transpose(1, 2).reshape(B, T, C)
-        return self.out_proj(out)
-
-
-class PlainBlock(nn.Module):
-    def __init__(self, dim, heads):
-        super().__init__()
-        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.attention, self.dropout = PlainAttention(dim, heads), nn.Dropout(0.1)
-        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Dropout(0.1), nn.Linear(4 * dim, dim),
-                                 nn.Dropout(0.1))
-
-    def forward(self, x, mask):
-        x = x + self.dropout(self.attention(self.norm1(x), mask))
-        return x + self.mlp(self.norm2(x))
-
-
-class PlainModel(TorchLayerModel):
-    def __init__(self, nb, vocab_size, max_len, dim, heads, layers):
-        super().__init__(nb, vocab_size, max_len, dim, heads, 0)
-        self.encoders = nn.ModuleList([PlainBlock(dim, heads) for _ in range(layers)])
-
-    def forward(self, x, mask=None):
-        x = self.positional_encoding(self.embedding(x))
-        for block in self.encoders:
-            x = block(x, mask)
-        return torch.sigmoid(self.fc(x[:, 0])).squeeze(-1)
-
-
-def time_steps(model, batches, nb):
+def time_steps(model, batches, nb, bf16=False):
+    """Seconds for one training step per batch (after one untimed warm-up step), and the warm-up's."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-3)
     model.train()
 
     def step(sequences, labels):
-        outputs = model(sequences, mask=nb.create_mask(sequences, 0))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            outputs = model(sequences, mask=nb.create_mask(sequences, 0)).float()
         loss = F.binary_cross_entropy(outputs, labels.float())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
         optimizer.step()
 
-    step(*batches[0])  # warm-up
+    start = time.perf_counter()
+    step(*batches[0])  # warm-up (and compilation, for a compiled model)
+    warm_up = time.perf_counter() - start
     start = time.perf_counter()
     for sequences, labels in batches:
         step(sequences, labels)
-    return time.perf_counter() - start
-
-
-def time_dropout(nb, repeats=10):
-    """Seconds per forward+backward of nn.Dropout and the notebook's FastDropout on an MLP-sized tensor."""
-    x = torch.randn(64, 192, 384, requires_grad=True)  # (B, T, 4d) at a typical batch length
-    grad = torch.randn_like(x)
-    result = {}
-    for name, module in (("nn.Dropout", nn.Dropout(0.1)), ("FastDropout", nb.FastDropout(0.1))):
-        module.train()
-        module(x).backward(grad)  # warm-up
-        start = time.perf_counter()
-        for _ in range(repeats):
-            module(x).backward(grad)
-        result[name] = (time.perf_counter() - start) / repeats
-    return result
+    return time.perf_counter() - start, warm_up
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batches", type=int, default=40)
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile of the notebook's model")
     parser.add_argument("--imdb-dir", default=os.environ.get("INF265_IMDB_DIR", os.path.join(ROOT, "..", "shared",
                                                                                               "data", "imdb")))
     args = parser.parse_args()
-    print_machine_header("fp32")
+    native_bf16 = cpu_has_fast_bf16()
+    print_machine_header("fp32" + (", and bf16 autocast (native bf16 units)" if native_bf16 else
+                                   " only (no native bf16 units: bf16 rows skipped)"))
     nb = load_definitions()
-    nb.cpu_speed_settings()  # as the notebook does; process-wide, so every model below gets them
     torch.manual_seed(nb.SEED)
 
     train, _, source = nb.load_imdb(args.imdb_dir)
@@ -156,22 +107,33 @@ def main():
           f"(mean trimmed length {np.mean([s.shape[1] for s, _ in trimmed]):.0f}, fixed 256)")
 
     vocab = tokenizer.get_vocab_size()
+    precisions = [False, True] if native_bf16 else [False]
+    runs = []  # (name, make the model, batches, bf16, compile)
+    for bf16 in precisions:
+        tag = "bf16" if bf16 else "fp32"
+        runs.append((f"notebook, {tag}", lambda: nb.make_model(vocab), trimmed, bf16, False))
+        runs.append((f"nn.TransformerEncoderLayer, same batches, {tag}",
+                     lambda: TorchLayerModel(nb, vocab, 256, 96, 4, 3), trimmed, bf16, False))
+    runs.append(("notebook, template's fixed 256-token batches, fp32", lambda: nb.make_model(vocab), fixed, False, False))
+    if args.compile:
+        runs += [(f"notebook, torch.compile, {'bf16' if b else 'fp32'}", lambda: nb.make_model(vocab), trimmed, b, True)
+                 for b in precisions]
     scale = len(epoch) / len(chosen)
-    runs = [
-        ("notebook (length-grouped batches)", nb.make_model(vocab), trimmed),
-        ("nn.TransformerEncoderLayer, same batches", TorchLayerModel(nb, vocab, 256, 96, 4, 3), trimmed),
-        ("straightforward, fixed length 256", PlainModel(nb, vocab, 256, 96, 4, 3), fixed),
-    ]
     times = {}
-    for name, model, batches in runs:
-        times[name] = time_steps(model, batches, nb) * scale
+    for name, make, batches, bf16, compiled in runs:
+        torch.manual_seed(nb.SEED)
+        model = make()
+        if compiled:
+            torch._dynamo.reset()
+            model = torch.compile(model, dynamic=True)
+        seconds, warm_up = time_steps(model, batches, nb, bf16)
+        times[name] = seconds * scale
+        if compiled:
+            print(f"  ({name}: first step, compilation included, {warm_up:.0f} s)")
     ours = times[runs[0][0]]
-    print(f"{'model':45s} {'s/epoch':>8s} {'vs notebook':>12s}")
+    print(f"{'model':55s} {'s/epoch':>8s} {'time vs notebook fp32':>22s}")
     for name, seconds in times.items():
-        print(f"{name:45s} {seconds:8.0f} {seconds / ours:11.2f}x")
-    dropout = time_dropout(nb)
-    print(f"dropout on a (64, 192, 384) tensor, forward + backward: nn.Dropout {dropout['nn.Dropout'] * 1e3:.1f} ms, "
-          f"FastDropout {dropout['FastDropout'] * 1e3:.1f} ms ({dropout['nn.Dropout'] / dropout['FastDropout']:.2f}x)")
+        print(f"{name:55s} {seconds:8.0f} {seconds / ours:21.2f}x")
 
 
 if __name__ == "__main__":
