@@ -188,7 +188,7 @@ def load_trained_model(config, device="cpu", tokenizer=None):
 
     The model's shape comes from model.json, or from the weights themselves for a template
     checkpoint, so a chat page started with another preset still builds the right model; then
-    info["notes"] says which head count was assumed and why (shape_from_weights). A
+    info["notes"] says which head count was assumed and why (head_count_for). A
     tokenizer whose vocabulary does not fit the model, or that is not the one the model was
     trained with, is refused with a message saying what to do.
     """
