@@ -246,6 +246,22 @@ def test_untrained_loss_is_near_ln_vocab_plus_a_sixth(preset):
     assert abs(loss - untrained_loss(cfg.vocab_size)) < 0.15
 
 
+def test_model_checks_accept_a_tokenizer_that_fills_the_vocabulary_exactly(tmp_path):
+    """A tokenizer of exactly vocab_size tokens fits the model; one token more does not."""
+    from model import _example_dataset
+    from tokenizer import train_tokenizer
+    from utils import UserError
+
+    cfg = make_config("tiny", device="cpu", dataset="builtin", model_train_fraction=0.01, vocab_size=300,
+                      tokenizer_filename=str(tmp_path / "tokenizer.json"))
+    size = train_tokenizer(cfg).get_vocab_size()
+    cfg.vocab_size, cfg.model_train_fraction = size, 1.0
+    assert len(_example_dataset(cfg, "builtin")) == 64
+    cfg.vocab_size = size - 1
+    with pytest.raises(UserError, match=f"has {size} tokens but config.vocab_size={size - 1}"):
+        _example_dataset(cfg, "builtin")
+
+
 def test_python_model_py_runs_its_assertions_offline(tmp_path):
     out = subprocess.run([sys.executable, "model.py", "--preset", "tiny",
                           "--tokenizer_filename", str(tmp_path / "none.json")],
