@@ -194,3 +194,28 @@ def test_banned_special_tokens_are_never_chosen():
         for seed in range(20):
             step = choose_token(logits, settings_, torch.Generator().manual_seed(seed), banned_ids=[0, 2, 3])
             assert step.token_id in (1, 4)
+
+
+def test_repetition_penalty_must_be_positive():
+    with pytest.raises(ValueError, match="repetition penalty must be > 0"):
+        SamplingSettings(repetition_penalty=0.0).check()
+    from inference import apply_repetition_penalty
+
+    with pytest.raises(ValueError, match="repetition penalty must be > 0"):
+        apply_repetition_penalty(ASSIGNMENT_LOGITS, [3], 0.0)
+
+
+def test_a_single_new_token_is_a_valid_answer_length():
+    settings_ = SamplingSettings("greedy", max_new_tokens=1).check()
+    assert len(list(generate(small_model(), [7, 8, SEP], END, settings_))) == 1
+    with pytest.raises(ValueError, match="max answer length must be >= 1"):
+        SamplingSettings("greedy", max_new_tokens=0).check()
+
+
+def test_the_cache_refuses_more_tokens_than_max_len_and_says_how_many():
+    model = small_model()  # max_len 20
+    cache = KVCache(len(model.layers))
+    with torch.no_grad():
+        forward_cached(model, torch.randint(4, 300, (1, 15)), cache)
+        with pytest.raises(ValueError, match="21 tokens exceed max_len=20"):
+            forward_cached(model, torch.randint(4, 300, (1, 6)), cache)
