@@ -219,3 +219,19 @@ def test_the_cache_refuses_more_tokens_than_max_len_and_says_how_many():
         forward_cached(model, torch.randint(4, 300, (1, 15)), cache)
         with pytest.raises(ValueError, match="21 tokens exceed max_len=20"):
             forward_cached(model, torch.randint(4, 300, (1, 6)), cache)
+
+
+def test_an_answer_cut_by_the_length_limit_is_not_finished_by_end(tokenizer):
+    prompt_len = len(tokenize_input(tokenizer, "hi?", SEP))
+    model = MockModel(script=[0] * (prompt_len - 1) + [60] * 20, vocab=400, max_len=64)  # never [END]
+    stream = AnswerStream(model, tokenizer, "hi?", SamplingSettings("greedy", max_new_tokens=3),
+                          {"sep": SEP, "end": END}, use_cache=False)
+    list(stream)
+    assert len(stream.steps) == 3 and not stream.finished_by_end
+
+
+def test_answer_stream_finds_the_special_ids_itself(tokenizer):
+    prompt_len = len(tokenize_input(tokenizer, "hi?", SEP))
+    model = MockModel(script=[0] * (prompt_len - 1) + [60, 61, END], vocab=400, max_len=64)
+    stream = AnswerStream(model, tokenizer, "hi?", SamplingSettings("greedy", max_new_tokens=10), use_cache=False)
+    assert "".join(stream) == decode_output(tokenizer, [60, 61]) and stream.finished_by_end

@@ -204,6 +204,13 @@ def test_positional_encoding_saved_with_a_batch_dimension_loads():
     assert loaded.shape == table.shape and torch.equal(loaded, table + 1.0)
 
 
+def test_a_state_dict_without_the_positional_table_loads_non_strictly():
+    state = TransformerModel(small_config()).state_dict()
+    del state["pos_encoder.positional_encoding"]  # a buffer: the model rebuilds it
+    result = TransformerModel(small_config()).load_state_dict(state, strict=False)
+    assert result.missing_keys == ["pos_encoder.positional_encoding"]
+
+
 def test_checkpoint_of_another_shape_is_refused():
     state = TransformerModel(small_config()).state_dict()
     with pytest.raises(RuntimeError, match="size mismatch"):
