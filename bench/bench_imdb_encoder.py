@@ -19,7 +19,6 @@ per model is not timed. Ratios are printed against the notebook in fp32.
 """
 
 import argparse
-import math
 import os
 import sys
 import time
