@@ -9,16 +9,17 @@ returns a one-element tensor on the logits' device), sample_sequence (returns a 
 [END] included when generated), tokenize_input and decode_output. Sampling functions are pure:
 randomness comes only from an optional torch.Generator, so a seed gives the same answer.
 
-Decoding reuses each layer's keys and values (a KV cache) instead of rerunning the whole
-sequence for every new token; it computes with the weights of the nn.MultiheadAttention modules
-as they are, so checkpoints are unchanged, and the logits equal full recomputation (tested).
+Decoding reuses each layer's keys and values (model.KVCache, passed to the model's own forward)
+instead of rerunning the whole sequence for every new token; the logits equal full recomputation
+(tested). The chat page and this script draw every token with greedy_sampling or top_p_sampling.
 """
 
 import argparse
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
+
+from model import KVCache
 
 MAX_INPUT_CHARS = 2000  # typed text is cut to this before tokenization (the page allows less)
 GREEDY_BELOW_TEMPERATURE = 1e-3  # below this, logits / temperature can overflow: use argmax
@@ -131,71 +132,30 @@ class Step:
 
 
 def choose_token(logits, settings, generator=None, previous_ids=(), banned_ids=()):
-    """One decoding decision over the last position's logits; returns a Step.
+    """One decoding decision over the last position's logits, made by greedy_sampling or
+    top_p_sampling; returns a Step recording it.
 
-    `banned_ids` (the chat page passes [SEP], [PAD], [UNK]) can never be chosen: an answer made
-    of them would only show as gaps.
+    The repetition penalty is applied first, and `banned_ids` (the chat page passes [SEP], [PAD],
+    [UNK]) can never be chosen: an answer made of them would only show as gaps. The record is
+    read off the same `nucleus` rule that top_p_sampling draws from.
     """
     logits = apply_repetition_penalty(logits, previous_ids, settings.repetition_penalty)
     if len(banned_ids):
         logits = logits.clone()
         logits[list(banned_ids)] = float("-inf")
+    if settings.strategy == "greedy":
+        token_id, probability, nucleus_size = int(greedy_sampling(logits)), 1.0, 1
+    else:
+        token_id = int(top_p_sampling(logits, settings.p, settings.temperature, generator, settings.top_k))
+        ids, probs = nucleus(logits, settings.p, settings.temperature, settings.top_k)
+        probability, nucleus_size = float(probs[ids == token_id].sum()), len(ids)
     shown = torch.softmax(logits.float() / max(settings.temperature, GREEDY_BELOW_TEMPERATURE), -1)
     top = torch.topk(shown, k=min(5, shown.numel()))
-    alternatives = list(zip(top.indices.tolist(), top.values.tolist()))
-    if settings.strategy == "greedy":
-        return Step(int(greedy_sampling(logits)), 1.0, 1, alternatives)
-    ids, probs = nucleus(logits, settings.p, settings.temperature, settings.top_k)
-    pick = int(torch.multinomial(probs, 1, generator=generator))
-    return Step(int(ids[pick]), float(probs[pick]), len(ids), alternatives)
+    return Step(token_id, probability, nucleus_size, list(zip(top.indices.tolist(), top.values.tolist())))
 
 
 # ----------------------------------------------------------------------------------------------
-# The decode loop, with a KV cache
-
-class KVCache:
-    """Keys and values of every layer for the tokens seen so far, (B, heads, T, head_dim) each."""
-
-    def __init__(self, num_layers):
-        self.keys = [None] * num_layers
-        self.values = [None] * num_layers
-        self.length = 0
-
-    def extend(self, layer, k, v):
-        if self.keys[layer] is not None:
-            k = torch.cat([self.keys[layer], k], dim=2)
-            v = torch.cat([self.values[layer], v], dim=2)
-        self.keys[layer], self.values[layer] = k, v
-        return k, v
-
-
-@torch.no_grad()
-def forward_cached(model, ids, cache):
-    """Logits (B, T_new, vocab) of new tokens `ids` (B, T_new) given the cached earlier ones.
-
-    The same computation as TransformerModel.forward in eval mode, written out so each layer's
-    keys and values are kept; the projections are the nn.MultiheadAttention weights.
-    """
-    start, n_new = cache.length, ids.size(1)
-    if start + n_new > model.max_len:
-        raise ValueError(f"{start + n_new} tokens exceed max_len={model.max_len}")
-    x = model.embedding(ids) + model.pos_encoder.positional_encoding[start:start + n_new]  # (B, T, C)
-    # A new token at position start+i may attend to every cached token and new ones up to i.
-    allowed = torch.ones(n_new, start + n_new, dtype=torch.bool, device=ids.device).tril(diagonal=start)
-    for i, layer in enumerate(model.layers):
-        attention = layer.attention
-        B, T, C = x.shape
-        H = attention.num_heads
-        q, k, v = F.linear(layer.norm1(x), attention.in_proj_weight, attention.in_proj_bias).chunk(3, dim=-1)
-        q, k, v = (t.view(B, T, H, C // H).transpose(1, 2) for t in (q, k, v))  # (B, H, T, C/H)
-        k, v = cache.extend(i, k, v)  # (B, H, start + T, C/H)
-        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)  # (B, H, T, C/H)
-        attended = attention.out_proj(attended.transpose(1, 2).reshape(B, T, C))  # (B, T, C)
-        h = layer.norm2(x + attended)
-        x = h + layer.ffn(h)  # (B, T, C)
-    cache.length += n_new
-    return model.fc_out(x)  # (B, T, vocab)
-
+# The decode loop
 
 def fit_prompt(prompt_ids, sep_id, max_len, max_new_tokens):
     """Cut an overlong prompt from the left, keeping its final [SEP], so an answer fits.
@@ -229,11 +189,11 @@ def generate(model, prompt_ids, end_id, settings, generator=None, sep_id=None, u
         return
     generator = generator if generator is not None else settings.generator()
     sequence = torch.tensor([prompt_ids], dtype=torch.long, device=device)  # (1, T)
-    cache = KVCache(len(model.layers))
+    cache = KVCache(len(model.layers)) if use_cache else None
     pending, new_ids = sequence, []
     while len(new_ids) < settings.max_new_tokens and sequence.size(1) < model.max_len:
-        if use_cache:
-            logits = forward_cached(model, pending, cache)[0, -1]
+        if use_cache:  # only the new tokens run through the model; earlier ones are in the cache
+            logits = model(pending, cache=cache)[0, -1]
         else:  # the template's way: the whole sequence again for every token
             logits = model(sequence)[0, -1]
         step = choose_token(logits, settings, generator, new_ids, banned_ids)

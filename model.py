@@ -47,9 +47,9 @@ class PositionalEncoding(nn.Module):
         self.register_buffer("positional_encoding", sinusoidal_table(max_len, embed_size))
         self.register_load_state_dict_pre_hook(_reshape_positional_encoding)
 
-    def forward(self, x):
-        # x: (B, T, C)
-        return x + self.positional_encoding[: x.size(1)].to(x.dtype)  # (B, T, C)
+    def forward(self, x, start=0):
+        # x: (B, T, C), the embeddings of positions start, ..., start + T - 1
+        return x + self.positional_encoding[start:start + x.size(1)].to(x.dtype)  # (B, T, C)
 
 
 def _reshape_positional_encoding(module, state_dict, prefix, *args):
@@ -79,16 +79,73 @@ class DecoderBlock(nn.Module):
         self.dropout1 = nn.Dropout(dropout)
         self.dropout2 = nn.Dropout(dropout)
 
-    def forward(self, x, attn_mask, padding_mask=None):
+    def forward(self, x, attn_mask, padding_mask=None, cache=None):
         # x: (B, T, C); attn_mask: (T, T) bool, True = may not attend (future);
         # padding_mask: (B, T) bool, True = [PAD] key to ignore, or None at inference.
         # note: both masks must be bool; a float mask is *added* to the scores (template pitfall).
+        # cache: a LayerCache when decoding; then attn_mask is (T, S), S = cached + T positions.
         normed = self.norm1(x)
-        attended, _ = self.attention(normed, normed, normed, attn_mask=attn_mask,
-                                     key_padding_mask=padding_mask, need_weights=False,
-                                     is_causal=True)  # (B, T, C)
+        if cache is None:
+            attended, _ = self.attention(normed, normed, normed, attn_mask=attn_mask,
+                                         key_padding_mask=padding_mask, need_weights=False,
+                                         is_causal=True)  # (B, T, C)
+        else:
+            attended = self.cached_attention(normed, attn_mask, cache)  # (B, T, C)
         h = self.norm2(x + self.dropout1(attended))  # (B, T, C)
         return h + self.dropout2(self.ffn(h))  # (B, T, C)
+
+    def cached_attention(self, x, attn_mask, cache):
+        """self.attention(x, x, x) for new positions only, reading earlier keys and values from
+        `cache` and appending the new ones to it (decoding; inference.generate).
+
+        nn.MultiheadAttention cannot hand back its keys and values, so this writes out what it
+        computes, with its own weights: in_proj_weight stacks the query, key and value
+        projections, out_proj joins the heads. Equal to full recomputation (tests/test_model.py).
+        """
+        B, T, C = x.shape
+        H = self.attention.num_heads
+        q, k, v = F.linear(x, self.attention.in_proj_weight,
+                           self.attention.in_proj_bias).chunk(3, dim=-1)  # (B, T, C) each
+        q, k, v = (t.view(B, T, H, C // H).transpose(1, 2) for t in (q, k, v))  # (B, H, T, C/H)
+        k, v = cache.append(k, v)  # (B, H, S, C/H)
+        # note: a bool mask means the opposite here: True = *may* attend.
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=~attn_mask)  # (B, H, T, C/H)
+        return self.attention.out_proj(out.transpose(1, 2).reshape(B, T, C))  # (B, T, C)
+
+
+class LayerCache:
+    """One layer's keys and values of every position decoded so far, (B, H, S, C/H) each."""
+
+    def __init__(self):
+        self.keys = self.values = None
+
+    def append(self, k, v):
+        """Add the new positions' keys and values; return those of all positions."""
+        if self.keys is not None:
+            k, v = torch.cat([self.keys, k], dim=2), torch.cat([self.values, v], dim=2)
+        self.keys, self.values = k, v
+        return k, v
+
+    def __len__(self):
+        return 0 if self.keys is None else self.keys.size(2)
+
+
+class KVCache:
+    """What decoding keeps between steps so that each new token runs through the model alone.
+
+    >>> model = TransformerModel(__import__("config").make_config("tiny"))
+    >>> cache = KVCache(model.num_layers)
+    >>> model(torch.tensor([[5, 6, 7]]), cache=cache).shape, len(cache)  # the prompt
+    (torch.Size([1, 3, 5000]), 3)
+    >>> model(torch.tensor([[8]]), cache=cache).shape, len(cache)  # then one token at a time
+    (torch.Size([1, 1, 5000]), 4)
+    """
+
+    def __init__(self, num_layers):
+        self.layers = [LayerCache() for _ in range(num_layers)]
+
+    def __len__(self):
+        return len(self.layers[0])
 
 
 class TransformerModel(nn.Module):
@@ -115,18 +172,26 @@ class TransformerModel(nn.Module):
         self.register_buffer("causal_mask", self.generate_causal_mask(self.max_len))
         self.register_load_state_dict_pre_hook(_strip_wrapper_prefixes)
 
-    def forward(self, x, padding_mask=None, return_hidden=False):
+    def forward(self, x, padding_mask=None, cache=None):
         # x: (B, T) token ids; padding_mask: (B, T) bool, True at [PAD], or None.
-        # return_hidden=True skips fc_out and returns (B, T, C): training computes the output
-        # layer and the loss together (train.linear_cross_entropy), saving the (B, T, vocab) tensor.
-        seq_len = x.size(1)
-        if seq_len > self.max_len:
-            raise ValueError(f"sequence of {seq_len} tokens is longer than max_len={self.max_len}")
-        attn_mask = self.causal_mask[:seq_len, :seq_len]  # (T, T)
-        x = self.dropout(self.pos_encoder(self.embedding(x)))  # (B, T, C)
-        for layer in self.layers:
-            x = layer(x, attn_mask, padding_mask)  # (B, T, C)
-        return x if return_hidden else self.fc_out(x)  # (B, T, C) or (B, T, vocab)
+        # cache: a KVCache when decoding; x then holds only the positions after the cached ones.
+        return self.fc_out(self.hidden_states(x, padding_mask, cache))  # (B, T, vocab)
+
+    def hidden_states(self, x, padding_mask=None, cache=None):
+        """The last block's output (B, T, C): forward without fc_out. Training computes fc_out
+        and the loss together from these (fused_loss.py), never holding the (B, T, vocab) logits."""
+        start = 0 if cache is None else len(cache)
+        end = start + x.size(1)
+        if end > self.max_len:
+            cached = f" ({start} cached + {x.size(1)} new)" if start else ""
+            raise ValueError(f"sequence of {end} tokens{cached} is longer than max_len={self.max_len}")
+        if cache is not None and padding_mask is not None:
+            raise ValueError("decoding with a cache takes no padding mask")
+        attn_mask = self.causal_mask[start:end, :end]  # (T, S): position start + i sees 0..start + i
+        x = self.dropout(self.pos_encoder(self.embedding(x), start))  # (B, T, C)
+        for i, layer in enumerate(self.layers):
+            x = layer(x, attn_mask, padding_mask, None if cache is None else cache.layers[i])  # (B, T, C)
+        return x
 
     @staticmethod
     def generate_causal_mask(seq_len):
@@ -154,12 +219,29 @@ def unwrap_key(key):
     return key
 
 
-def _strip_wrapper_prefixes(module, state_dict, prefix, *args):
-    """Let checkpoints of compiled (template train.py) or DDP-wrapped models load directly."""
+def standardize_keys(state_dict, prefix=""):
+    """Rename, in place, the keys of other layouts of this same model to this file's names:
+
+    - `_orig_mod.` and `module.`, added by torch.compile (the template's train.py saves the
+      compiled model) and by DistributedDataParallel, are dropped;
+    - a top-level `positional_encoding` (the course's reference solution keeps the table in the
+      model itself, not in a PositionalEncoding module) becomes `pos_encoder.positional_encoding`,
+      so the table the model was trained with is the one loaded.
+    >>> standardize_keys({"_orig_mod.positional_encoding": 0, "fc_out.bias": 1})
+    {'fc_out.bias': 1, 'pos_encoder.positional_encoding': 0}
+    """
     for key in [k for k in state_dict if k.startswith(prefix)]:
         rest = unwrap_key(key[len(prefix):])
+        if rest == "positional_encoding":
+            rest = "pos_encoder.positional_encoding"
         if prefix + rest != key:
             state_dict[prefix + rest] = state_dict.pop(key)
+    return state_dict
+
+
+def _strip_wrapper_prefixes(module, state_dict, prefix, *args):
+    """load_state_dict hook: template, compiled, DDP and reference checkpoints load directly."""
+    standardize_keys(state_dict, prefix)
 
 
 def expected_num_params(config):

@@ -6,10 +6,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from config import make_config
-from inference import (AnswerStream, KVCache, SamplingSettings, choose_token, decode_output,
-                       fit_prompt, forward_cached, generate, greedy_sampling, nucleus,
-                       sample_sequence, tokenize_input, top_p_sampling)
-from model import TransformerModel
+from inference import (AnswerStream, SamplingSettings, choose_token, decode_output, fit_prompt,
+                       generate, greedy_sampling, nucleus, sample_sequence, tokenize_input,
+                       top_p_sampling)
+from model import KVCache, TransformerModel
 
 ASSIGNMENT_LOGITS = torch.tensor([-1.0, 2, -3, 3, -3, 0, 2, 1])
 SEP, END = 0, 1
@@ -123,9 +123,9 @@ def test_kv_cache_logits_equal_full_recomputation_at_every_step():
     cache = KVCache(len(model.layers))
     with torch.no_grad():
         full = model(ids)
-        got = [forward_cached(model, ids[:, :7], cache)]  # a prompt, then one token at a time
+        got = [model(ids[:, :7], cache=cache)]  # a prompt, then one token at a time
         for t in range(7, 20):
-            got.append(forward_cached(model, ids[:, t:t + 1], cache))
+            got.append(model(ids[:, t:t + 1], cache=cache))
     torch.testing.assert_close(torch.cat(got, dim=1), full, atol=1e-5, rtol=1e-5)
 
 
@@ -216,9 +216,9 @@ def test_the_cache_refuses_more_tokens_than_max_len_and_says_how_many():
     model = small_model()  # max_len 20
     cache = KVCache(len(model.layers))
     with torch.no_grad():
-        forward_cached(model, torch.randint(4, 300, (1, 15)), cache)
-        with pytest.raises(ValueError, match="21 tokens exceed max_len=20"):
-            forward_cached(model, torch.randint(4, 300, (1, 6)), cache)
+        model(torch.randint(4, 300, (1, 15)), cache=cache)
+        with pytest.raises(ValueError, match=r"21 tokens \(15 cached \+ 6 new\) is longer than max_len=20"):
+            model(torch.randint(4, 300, (1, 6)), cache=cache)
 
 
 def test_an_answer_cut_by_the_length_limit_is_not_finished_by_end(tokenizer):
