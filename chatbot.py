@@ -26,13 +26,12 @@ import os
 import shlex
 import string
 import sys
-import types
 
 import streamlit as st
 import torch
 
 from checkpoint import load_trained_model
-from config import ConfigError, add_config_arguments, config_from_args
+from config import ConfigError, parse_cli
 from inference import MAX_INPUT_CHARS, AnswerStream, SamplingSettings, clean_question, fit_prompt
 from tokenizer import load_tokenizer, special_token_ids
 from utils import UserError, get_num_params, resolve_device
@@ -182,17 +181,16 @@ def file_stamp(path):
 
 
 @st.cache_resource(show_spinner="Loading the model and tokenizer...", max_entries=4)
-def load_chat_model(config_items, stamps):
-    """(model, tokenizer, info, special ids) for a config given as sorted (key, value) pairs.
+def load_chat_model(config, stamps):
+    """(model, tokenizer, info, special ids) for `config`.
 
     Cached per config (which holds the file paths) and file stamps. Raises UserError when a file
     is missing, damaged, or the tokenizer and model do not belong together.
     """
-    cfg = types.SimpleNamespace(**dict(config_items))
-    device = resolve_device(cfg.device)
-    tokenizer = load_tokenizer(cfg)
-    model, info = load_trained_model(cfg, device, tokenizer)
-    return model, tokenizer, info, special_token_ids(tokenizer, cfg)
+    device = resolve_device(config.device)
+    tokenizer = load_tokenizer(config)
+    model, info = load_trained_model(config, device, tokenizer)
+    return model, tokenizer, info, special_token_ids(tokenizer, config)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -268,9 +266,7 @@ def main():
     parser = argparse.ArgumentParser(prog="streamlit run chatbot.py --", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     try:
-        # What parse_cli does, minus updating the shared `config` in place: each browser tab runs
-        # this script in its own thread, and one must not see another's half-updated config.
-        config = config_from_args(add_config_arguments(parser).parse_args(argv))
+        config, _ = parse_cli(argv, parser=parser)
     except ConfigError as exc:
         st.error(escape_markdown(f"error: {exc}"))
         st.stop()
@@ -281,8 +277,7 @@ def main():
 
     try:
         model, tokenizer, info, special_ids = load_chat_model(
-            tuple(sorted(vars(config).items())),
-            (file_stamp(config.tokenizer_filename), file_stamp(config.model_filename)))
+            config, (file_stamp(config.tokenizer_filename), file_stamp(config.model_filename)))
     except UserError as exc:
         st.error(escape_markdown(f"Cannot start the chat: {exc}"))
         st.markdown("To create the files this page was started with, run in the repository folder:")

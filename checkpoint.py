@@ -1,10 +1,13 @@
 """Checkpoint files: written atomically, read with `weights_only=True`, checked against the config.
 
-Files of one run (names from config):
+Files of one run (names from config), all written by TrainingState.save:
     model_filename      temp/model.pth      plain state_dict, as the template saves it
-    optimizer_filename  temp/optimizer.pth  the whole training state (see train.py): weights,
-                                            optimizer, scheduler, scaler, position, RNG states
+    optimizer_filename  temp/optimizer.pth  the whole training state: weights, optimizer,
+                                            scheduler, scaler, Progress, RNG states
     model_filename.json temp/model.json     model shape, tokenizer fingerprint, step, val loss
+
+Read back by TrainingState.resume (train.py continues a run; a course-template checkpoint is
+accepted too) and by load_trained_model (inference.py, demo.py, the chat page).
 
 A write goes to a temporary file in the same folder, is flushed to disk, then renamed over the old
 file, so a crash during a save leaves the previous checkpoint intact. Every read uses
@@ -14,12 +17,16 @@ file, so a crash during a save leaves the previous checkpoint intact. Every read
 import glob
 import hashlib
 import json
+import math
 import os
 import shutil
+from dataclasses import dataclass
 
 import torch
 
-from utils import UserError, ensure_parent_dir
+from utils import UserError, ensure_parent_dir, get_num_params, get_rng_state, set_rng_state
+
+STATE_FORMAT = "inf265-train-state-v1"
 
 # The config keys that fix the shapes of TransformerModel's tensors.
 MODEL_KEYS = ("vocab_size", "embed_size", "num_heads", "num_layers", "max_len")
@@ -194,7 +201,7 @@ def load_trained_model(config, device="cpu", tokenizer=None):
     """
     import types
 
-    from model import TransformerModel, unwrap_key
+    from model import TransformerModel, standardize_keys
 
     path = config.model_filename
     if not os.path.isfile(path):
@@ -203,7 +210,7 @@ def load_trained_model(config, device="cpu", tokenizer=None):
     weights = load_file(path, "model checkpoint")
     if not isinstance(weights, dict) or not any(k.endswith("embedding.weight") for k in weights):
         raise UserError(f"{path!r} holds no TransformerModel weights; use model.pth, not optimizer.pth")
-    weights = {unwrap_key(k): v for k, v in weights.items()}
+    weights = standardize_keys(dict(weights))
     info = read_sidecar(path)
     shape, notes = info.get("model_shape"), []
     if not shape:  # a template checkpoint: no model.json beside it
@@ -222,10 +229,148 @@ def load_trained_model(config, device="cpu", tokenizer=None):
         cfg.num_heads, note = head_count_for(shape, config)
         shape, notes = {**shape, "num_heads": cfg.num_heads}, [note]
     model = TransformerModel(cfg)
+    expected = model.state_dict()
+    missing, unexpected = sorted(set(expected) - set(weights)), sorted(set(weights) - set(expected))
+    if missing or unexpected:
+        raise UserError(f"model checkpoint {path!r} names its tensors differently from model.py "
+                        f"(missing: {', '.join(missing[:4]) or 'none'}{' ...' if len(missing) > 4 else ''}; "
+                        f"not in model.py: {', '.join(unexpected[:4]) or 'none'}"
+                        f"{' ...' if len(unexpected) > 4 else ''}): it was saved from a model whose "
+                        f"modules have other names; rename its keys to model.py's, or retrain")
     try:
         model.load_state_dict(weights)
-    except RuntimeError as exc:
+    except RuntimeError as exc:  # tensors of other shapes than the model.json beside them says
         reason = " ".join(str(exc).split())[:300]
-        raise UserError(f"model checkpoint {path!r} does not fit the model it describes ({reason}); "
-                        f"try --num_heads as used in training, or retrain") from None
+        raise UserError(f"model checkpoint {path!r} does not fit the model shape in "
+                        f"{sidecar_filename(path)!r} ({reason}); use the model.json saved with "
+                        f"these weights, or retrain") from None
     return model.to(device).eval(), {**info, "model_shape": shape, "notes": notes}
+
+
+# ----------------------------------------------------------------------------------------------
+# The training state: saved by train.py, read back to resume
+
+class Progress:
+    """Where training stands; saved in the training-state file."""
+
+    def __init__(self):
+        self.epoch = 0  # current epoch (0-based)
+        self.step_in_epoch = 0  # batches of this epoch already trained
+        self.global_step = 0  # optimizer steps in total
+        self.epoch_loss = 0.0  # summed loss and tokens of this epoch, for the epoch mean
+        self.epoch_tokens = 0
+        self.val_loss = float("nan")
+
+    def advance(self, loss, tokens):
+        """Count one optimizer step whose mean loss over `tokens` target tokens was `loss`."""
+        self.step_in_epoch += 1
+        self.global_step += 1
+        self.epoch_loss += loss * tokens
+        self.epoch_tokens += tokens
+
+    def epoch_mean(self):
+        return self.epoch_loss / max(self.epoch_tokens, 1)
+
+    def next_epoch(self):
+        self.epoch, self.step_in_epoch = self.epoch + 1, 0
+        self.epoch_loss, self.epoch_tokens = 0.0, 0
+
+    def as_dict(self):
+        return dict(vars(self))
+
+    def load(self, saved):
+        for key, value in saved.items():
+            setattr(self, key, value)
+
+
+@dataclass
+class TrainingState:
+    """Everything a run needs to continue exactly where it stopped."""
+
+    model: torch.nn.Module  # the uncompiled model: its keys never carry _orig_mod. or module.
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    progress: Progress
+    data: dict  # what fixes the data order (pairs, batch size, seed, ...), to warn when it changed
+    tokenizer_sha256: str
+
+    def save(self, config):
+        """Training state first (weights included, so it is self-consistent), then model.pth and
+        model.json; each file is replaced atomically."""
+        shape = model_shape(config)
+        atomic_save({
+            "format": STATE_FORMAT,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "progress": self.progress.as_dict(),
+            "data": self.data,
+            "rng": get_rng_state(),
+            "model_shape": shape,
+            "tokenizer_sha256": self.tokenizer_sha256,
+        }, config.optimizer_filename)
+        atomic_save(self.model.state_dict(), config.model_filename)
+        val_loss = self.progress.val_loss
+        atomic_write_json({
+            "model_shape": shape,
+            "tokenizer_filename": config.tokenizer_filename,
+            "tokenizer_sha256": self.tokenizer_sha256,
+            "dataset": config.dataset,
+            "epoch": self.progress.epoch,
+            "global_step": self.progress.global_step,
+            "val_loss": None if math.isnan(val_loss) else val_loss,
+            "parameters": get_num_params(self.model),
+        }, sidecar_filename(config.model_filename))
+
+    def resume(self, config):
+        """Load the checkpoint this run should continue from, if any; return a message for the log.
+
+        Accepts this project's training state, a course-template run (optimizer.pth holding only
+        the optimizer's state_dict) and a lone model.pth; refuses another model shape or tokenizer.
+        """
+        state_path, model_path = config.optimizer_filename, config.model_filename
+        start_over = f"delete {model_path!r} and {state_path!r}, or pass --fresh, to start over"
+        if not os.path.exists(state_path):
+            if os.path.exists(model_path):
+                self._load_weights(model_path, config, start_over)
+                return f"Loaded weights from {model_path} (no training state found: starting at epoch 1)"
+            return None
+        state = load_file(state_path, "training state")
+        if isinstance(state, dict) and {"state", "param_groups"} <= set(state) and "format" not in state:
+            self._load_weights(model_path, config, start_over)
+            self.optimizer.load_state_dict(state)
+            return (f"Loaded a course-template checkpoint ({model_path}, {state_path}): weights and "
+                    f"optimizer restored; the template saves no position, so training starts at epoch 1")
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+            raise UserError(f"{state_path!r} is not a training-state file of this project; {start_over}")
+        problems = shape_mismatches(state["model_shape"], config)
+        if problems:
+            raise UserError(f"checkpoint {state_path!r} is for another model shape "
+                            f"({'; '.join(problems)}); use the matching --preset, or {start_over}")
+        if state["tokenizer_sha256"] != self.tokenizer_sha256:
+            raise UserError(f"checkpoint {state_path!r} was trained with a different tokenizer than "
+                            f"{config.tokenizer_filename!r}; restore that tokenizer, or {start_over}")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.progress.load(state["progress"])
+        set_rng_state(state["rng"])
+        progress = self.progress
+        message = (f"Resumed from {state_path}: epoch {progress.epoch + 1}, step {progress.step_in_epoch} "
+                   f"of the epoch, {progress.global_step} steps in total")
+        if state["data"] != self.data:
+            changed = sorted(k for k in self.data if state["data"].get(k) != self.data[k])
+            message += (f"\nnote: {', '.join(changed)} changed since the checkpoint, so the rest of this "
+                        f"epoch sees a different data order than the interrupted run would have")
+        return message
+
+    def _load_weights(self, path, config, start_over):
+        try:
+            self.model.load_state_dict(load_file(path, "model checkpoint"))
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()
+            raise UserError(f"model checkpoint {path!r} does not fit config (preset {config.preset}): "
+                            f"{' '.join(first[:3])[:300]}; use the matching --preset, or {start_over}") from None

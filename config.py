@@ -1,7 +1,8 @@
 """Configuration shared by every Part 2 script: `from config import config`.
 
-`config` is a `types.SimpleNamespace` with the course template's keys and defaults, so template
-code (`config.batch_size`, `vars(config)`) works unchanged. Three presets exist:
+`config` holds the course template's keys and defaults, so template code (`config.batch_size`,
+`vars(config)`) works unchanged. It is a Config: a `types.SimpleNamespace` that can also be
+hashed, so `st.cache_resource` and `functools.cache` take it as it is. Three presets exist:
 
     default   the template's GPT-2-style model (36,261,920 parameters), files in temp/
     tiny      the template's tiny CPU override (vocab 5000, embed 16, 2 heads, 2 layers, ...),
@@ -16,7 +17,9 @@ script:
     python tokenizer.py --dataset path/to/pairs.jsonl.gz
 
 Invalid values (heads not dividing the embedding size, max_len < 2, top_p outside (0, 1], ...)
-fail at start with a message naming the key.
+fail at start with a message naming the key. `python train.py --help` lists every key with one
+line saying what it does. parse_cli returns a new Config; the imported `config` keeps the
+defaults (of $INF265_PRESET when set), so scripts pass the parsed config on as an argument.
 """
 
 import argparse
@@ -74,6 +77,66 @@ DEFAULTS = {
     "log_filename": "temp/train_log.csv",
     "plot_filename": "temp/loss_curve.png",
 }
+
+
+# One line per key, shown by --help.
+HELP = {
+    "seed": "seed of every random choice (weights, data order, dropout)",
+    "dataset": "question-answer source: a Hugging Face dataset name, a local .jsonl/.jsonl.gz/.csv/"
+               ".json file or folder, or 'builtin' (generated, offline)",
+    "split": "split of the dataset to train on",
+    "device": "cpu, cuda, cuda:N or mps",
+    "vocab_size": "size of the BPE vocabulary, special tokens included",
+    "min_frequency": "a pair must occur this often to become a BPE merge",
+    "unk_token": "the unknown-token string",
+    "sep_token": "the separator between question and answer",
+    "end_token": "the end-of-answer token",
+    "pad_token": "the padding token",
+    "tokenizer_filename": "where tokenizer.py saves the tokenizer and the other scripts read it",
+    "embed_size": "width of the model (embedding and every block)",
+    "num_heads": "attention heads per block (must divide embed_size)",
+    "num_layers": "decoder blocks",
+    "dropout_p": "dropout probability in training",
+    "max_len": "longest sequence (question, [SEP] and answer) the model reads",
+    "model_train_fraction": "share of the dataset's pairs to use (1.0: all)",
+    "batch_size": "pairs per optimizer step (per process under torchrun)",
+    "dataloader_num_workers": "processes that collate batches (0: in the training process)",
+    "lr": "peak learning rate of AdamW",
+    "num_epochs": "passes over the training pairs",
+    "model_filename": "the trained weights (a plain state_dict)",
+    "optimizer_filename": "the whole training state, for resuming",
+    "preset": "the preset these values started from",
+    "top_p": "top-p sampling: keep the most likely tokens up to this probability mass",
+    "temperature": "divide the logits by this before sampling (below 1: more conservative)",
+    "precision": "auto, fp32, bf16 or fp16 (auto: fp16/bf16 on CUDA, bf16 on CPUs with native "
+                 "bf16 units, else fp32)",
+    "compile": "torch.compile the training model: auto (on for CUDA), on or off",
+    "weight_decay": "AdamW's weight decay",
+    "grad_clip": "largest gradient norm (0: no clipping)",
+    "lr_schedule": "cosine or constant, after the warmup",
+    "warmup_steps": "steps of linear warmup from lr / warmup_steps to lr",
+    "min_lr_ratio": "the cosine schedule ends at lr * min_lr_ratio",
+    "length_grouping": "batch pairs of similar length together (each batch is padded to its longest)",
+    "pad_multiple": "round each batch's length up to a multiple of this (fewer shapes to compile)",
+    "val_fraction": "held-out share of the pairs for the validation loss",
+    "eval_every": "steps between validation runs (0: only at each epoch end)",
+    "eval_max_batches": "batches per mid-epoch validation (the epoch-end one uses all)",
+    "checkpoint_every": "steps between checkpoints (one is also saved at every epoch end)",
+    "max_steps": "stop after this many optimizer steps in total (0: run all epochs)",
+    "log_filename": "CSV log of every step",
+    "plot_filename": "loss-curve PNG written when training ends",
+}
+
+
+class Config(types.SimpleNamespace):
+    """The configuration: attributes as in the template, plus equality and a hash by value.
+
+    >>> make_config("tiny") == make_config("tiny"), hash(make_config("tiny")) == hash(make_config("tiny"))
+    (True, True)
+    """
+
+    def __hash__(self):
+        return hash(tuple(sorted(vars(self).items())))
 
 
 def _files_under(folder):
@@ -205,7 +268,7 @@ def make_config(preset="default", **overrides):
     if unknown:
         raise ConfigError(f"unknown config key(s) {unknown}; known keys: {sorted(DEFAULTS)}")
     values = {**DEFAULTS, **PRESETS[preset], "preset": preset, **overrides}
-    return validate_config(types.SimpleNamespace(**values))
+    return validate_config(Config(**values))
 
 
 def parse_value(key, text):
@@ -239,7 +302,7 @@ def add_config_arguments(parser):
             continue
         flags = [f"--{key}"] + ([f"--{key.replace('_', '-')}"] if "_" in key else [])
         group.add_argument(*flags, dest=f"config_{key}", metavar=type(default).__name__.upper(),
-                           default=None, help=f"default {default!r}")
+                           default=None, help=f"{HELP[key]} (default {default!r})")
     return parser
 
 
@@ -255,19 +318,16 @@ def config_from_args(args):
 
 
 def parse_cli(argv=None, description=None, parser=None):
-    """Parse a script's command line and update the shared `config` in place.
+    """Parse a script's command line: (a new Config, the argparse namespace).
 
-    Updating in place means every module that did `from config import config` sees the values
-    the user asked for. Returns (config, args) so scripts can read their own extra options.
+    The imported `config` is left as it is; the script passes the returned one on. The namespace
+    carries the script's own extra options.
     """
     parser = parser or argparse.ArgumentParser(
         description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_arguments(parser)
     args = parser.parse_args(argv)
-    fresh = config_from_args(args)
-    config.__dict__.clear()
-    config.__dict__.update(vars(fresh))
-    return config, args
+    return config_from_args(args), args
 
 
 config = make_config(os.environ.get(PRESET_ENV_VAR) or "default")

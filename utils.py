@@ -1,8 +1,12 @@
 """Small helpers shared by the scripts, and the one place where device and seeding are decided.
 
     from utils import get_num_params, print_config, resolve_device, seed_everything, run_main
+
+Sections: helpers of every script; device and precision; the training process (Runtime: device,
+DDP ranks, compilation); the training log (CSV and loss-curve PNG); RNG states and files.
 """
 
+import csv
 import os
 import random
 import sys
@@ -117,6 +121,160 @@ def choose_precision(device, requested="auto"):
     return Precision(requested, dtype, autocast=requested != "fp32",
                      grad_scaler=requested == "fp16", reason=why)
 
+
+# ----------------------------------------------------------------------------------------------
+# The training process: device, ranks under torchrun, compilation
+
+class Runtime:
+    """Where and how this process trains; under torchrun, one of several ranks."""
+
+    def __init__(self, config):
+        import torch.distributed as dist
+
+        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.distributed = self.world_size > 1
+        device = resolve_device(config.device)
+        if self.distributed:
+            if device.type == "cuda":
+                device = torch.device("cuda", self.local_rank)
+                torch.cuda.set_device(device)
+            else:  # several CPU processes would fight over the same cores
+                torch.set_num_threads(max(1, (os.cpu_count() or 1) // self.world_size))
+            if not dist.is_initialized():
+                dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        self.device = device
+        self.precision = choose_precision(device, config.precision)
+        self.compile = device.type == "cuda" if config.compile == "auto" else config.compile == "on"
+        self.is_main = self.rank == 0
+
+    def log(self, message):
+        if self.is_main:
+            from tqdm.auto import tqdm
+
+            tqdm.write(message)
+
+    def all_sum(self, *values):
+        """Sum floats over all ranks (identity in a single process)."""
+        import torch.distributed as dist
+
+        tensor = torch.tensor(values, dtype=torch.float64, device=self.device)
+        if self.distributed:
+            dist.all_reduce(tensor)
+        return tensor.tolist()
+
+    def barrier(self):
+        import torch.distributed as dist
+
+        if self.distributed:
+            dist.barrier()
+
+    def wrap(self, module):
+        """`module` as this process trains it: in DistributedDataParallel under torchrun, then
+        compiled when config.compile asks for it (CompiledOrEager)."""
+        if self.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            module = DistributedDataParallel(
+                module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        return CompiledOrEager(module, self.log) if self.compile else module
+
+    def close(self):
+        import torch.distributed as dist
+
+        if self.distributed and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+class CompiledOrEager:
+    """Call torch.compile(module); if compiling fails (no C++ compiler, an unsupported GPU, ...),
+    say so once and call `module` itself from then on."""
+
+    def __init__(self, module, log):
+        self.module, self.compiled, self.log = module, torch.compile(module), log
+
+    def __call__(self, *args, **kwargs):
+        if self.compiled is not None:
+            try:
+                return self.compiled(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - any compiler failure falls back to eager mode
+                self.log(f"torch.compile failed ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0][:160] if str(exc) else ''}); continuing without compilation")
+                self.compiled = None
+        return self.module(*args, **kwargs)
+
+
+# ----------------------------------------------------------------------------------------------
+# The training log: one CSV row per step, and the loss curve
+
+LOG_FIELDS = ["step", "epoch", "loss", "lr", "tokens_per_s", "val_loss", "val_ppl"]
+
+
+class CsvLog:
+    """Appends rows to config.log_filename; on resume, drops rows after the resumed step."""
+
+    def __init__(self, path, resume_step, enabled):
+        self.path, self.enabled, self.rows = path, enabled, []
+        if not enabled:
+            return
+        if resume_step and os.path.exists(path):
+            with open(path, newline="") as handle:
+                self.rows = [r for r in csv.DictReader(handle) if int(r["step"]) <= resume_step]
+        self.handle = open(path, "w", newline="")
+        self.writer = csv.DictWriter(self.handle, fieldnames=LOG_FIELDS)
+        self.writer.writeheader()
+        self.writer.writerows(self.rows)
+
+    def write(self, **row):
+        if self.enabled:
+            row = {k: ("" if v is None else v) for k, v in row.items()}
+            self.rows.append(row)
+            self.writer.writerow(row)
+
+    def flush(self):
+        if self.enabled:
+            self.handle.flush()
+
+    def close(self):
+        if self.enabled:
+            self.handle.close()
+
+
+def plot_loss_curve(rows, path):
+    """Training loss (smoothed) and validation loss against steps, saved as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    trained = [r for r in rows if r.get("loss") not in ("", None)]
+    if not trained:
+        return None
+    steps = np.array([int(r["step"]) for r in trained])
+    loss = np.array([float(r["loss"]) for r in trained])
+    smooth = np.empty_like(loss)
+    for i, value in enumerate(loss):  # exponential moving average, as TensorBoard shows it
+        smooth[i] = value if i == 0 else 0.98 * smooth[i - 1] + 0.02 * value
+    val = [(int(r["step"]), float(r["val_loss"])) for r in rows if r.get("val_loss") not in ("", None)]
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    ax.plot(steps, loss, color="tab:blue", alpha=0.25, linewidth=0.8, label="training loss")
+    ax.plot(steps, smooth, color="tab:blue", label="training loss (smoothed)")
+    if val:
+        ax.plot(*zip(*val), "o-", color="tab:orange", label="validation loss")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("cross-entropy (nats per token)")
+    ax.set_title("Training progress")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+# ----------------------------------------------------------------------------------------------
+# RNG states and files
 
 def get_rng_state():
     """Every RNG state training touches, as plain data that torch.load(weights_only=True) accepts."""

@@ -8,7 +8,7 @@ Three ways to train the same model shape on the same data (the real stand-in QA 
 ../shared/data is present, else the built-in corpus), each from the same seed:
 
   this project   train.py's step: length-grouped batches padded to their longest item, the output
-                 layer fused with the loss over real positions only (train.linear_cross_entropy),
+                 layer fused with the loss over real positions only (fused_loss.linear_cross_entropy),
                  precision from utils.choose_precision (fp32 on CPUs without bf16 units)
   template       the template's recipe: random batches padded to max_len, fp32,
                  cross_entropy(logits.transpose(1, 2), target)
@@ -21,6 +21,7 @@ import argparse
 import os
 import sys
 import time
+from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +34,7 @@ from dataset import IGNORE_INDEX, QADataset, epoch_batches  # noqa: E402
 from machine import print_machine_header  # noqa: E402
 from model import TransformerModel  # noqa: E402
 from tokenizer import fit_tokenizer  # noqa: E402
-from train import loss_sum_and_count  # noqa: E402
+from train import loss_sum_and_count, training_net  # noqa: E402
 from utils import choose_precision  # noqa: E402
 
 REAL_CORPUS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "qa", "train.jsonl.gz")
@@ -80,9 +81,11 @@ def measure(model, batches, loss_fn, precision, warmup):
 
 
 def ours_loss(model, batch, precision):
-    """Exactly train.py's step: hidden states, then the output layer fused with the loss."""
-    loss_sum, n_tokens = loss_sum_and_count(model, batch, precision, torch.device("cpu"),
-                                            model.vocab_size, output_layer=model.fc_out)
+    """Exactly train.py's loss (train.training_net): in fp32 the model's hidden states, then the
+    output layer fused with the loss; under autocast logits and F.cross_entropy."""
+    runtime = SimpleNamespace(device=torch.device("cpu"), precision=precision, wrap=lambda module: module)
+    net, output_layer = training_net(model, runtime)
+    loss_sum, n_tokens = loss_sum_and_count(net, batch, runtime, model.vocab_size, output_layer)
     return loss_sum / n_tokens
 
 

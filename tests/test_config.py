@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from config import DEFAULTS, ConfigError, config_from_args, make_config, parse_cli, parse_value
+from config import DEFAULTS, HELP, ConfigError, config_from_args, make_config, parse_cli, parse_value
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -52,21 +52,46 @@ def test_environment_variable_selects_preset_without_editing_the_file():
     assert out.stdout.strip() == "16"
 
 
-def test_cli_overrides_any_key_and_updates_the_shared_config(restore_global_config):
+def test_cli_overrides_any_key_and_leaves_the_imported_config_alone():
+    from config import config
+
+    before = dict(vars(config))
     cfg, _ = parse_cli(["--preset", "tiny", "--lr", "3e-4", "--batch-size", "7",
                         "--dataset", "pairs.jsonl"])
     assert (cfg.lr, cfg.batch_size, cfg.dataset, cfg.embed_size) == (3e-4, 7, "pairs.jsonl", 16)
-    from config import config
-
-    assert config is cfg and config.batch_size == 7
+    assert config is not cfg and vars(config) == before == vars(make_config())
 
 
-def test_tiny_flag_is_shorthand(restore_global_config):
+def test_every_key_has_one_line_of_help(capsys):
+    with pytest.raises(SystemExit):
+        parse_cli(["--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    for key in DEFAULTS:
+        if key != "preset":
+            assert f"--{key} " in shown and " ".join(HELP[key].split()) in shown, key
+
+
+def test_a_config_can_be_hashed_and_cached_as_it_is():
+    import functools
+
+    calls = []
+
+    @functools.cache
+    def load(cfg):
+        calls.append(cfg)
+        return cfg.embed_size
+
+    assert load(make_config("tiny")) == load(make_config("tiny")) == 16 and len(calls) == 1
+    assert load(make_config("tiny", lr=1e-3)) == 16 and len(calls) == 2  # any changed value: a new entry
+    assert hash(make_config("tiny")) != hash(make_config("tiny", lr=1e-3))
+
+
+def test_tiny_flag_is_shorthand():
     cfg, _ = parse_cli(["--tiny"])
     assert cfg.preset == "tiny" and cfg.embed_size == 16
 
 
-def test_cli_preset_wins_over_environment(monkeypatch, restore_global_config):
+def test_cli_preset_wins_over_environment(monkeypatch):
     monkeypatch.setenv("INF265_PRESET", "tiny")
     assert parse_cli([])[0].preset == "tiny"
     assert parse_cli(["--preset", "default"])[0].embed_size == 512

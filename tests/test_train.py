@@ -16,13 +16,13 @@ import torch
 import torch.nn.functional as F
 
 import corpus
-from checkpoint import load_file, sidecar_filename
+from checkpoint import Progress, TrainingState, load_file, sidecar_filename
 from config import make_config
 from dataset import QADataset, epoch_batches, split_indices
 from model import TransformerModel
 from tokenizer import load_tokenizer, train_tokenizer
-from train import Runtime, _train_step, evaluate, lr_factor, train_model
-from utils import UserError
+from train import evaluate, lr_factor, train_model, train_step, training_net
+from utils import Runtime, UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -146,9 +146,10 @@ def frozen_step(cfg, model, batch):
     runtime = Runtime(cfg)
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.0)
     scaler = torch.amp.GradScaler("cpu", enabled=False)
+    state = TrainingState(model, optimizer, None, scaler, Progress(), {}, "")
     model.train()
-    loss, tokens, _ = _train_step(batch, model, model, None, optimizer, scaler, cfg, runtime)
-    return loss, tokens
+    net, output_layer = training_net(model, runtime)
+    return train_step(net, batch, state, output_layer, cfg, runtime)
 
 
 def test_training_loss_is_the_mean_over_real_target_tokens(pairs_folder, tmp_path):
@@ -378,7 +379,7 @@ def test_ddp_with_two_gloo_processes_matches_one_process(pairs_folder, tmp_path)
 
 @pytest.mark.parametrize("chunk_rows", [3, 2048])
 def test_linear_cross_entropy_equals_cross_entropy_of_logits(chunk_rows):
-    from train import linear_cross_entropy
+    from fused_loss import linear_cross_entropy
 
     torch.manual_seed(0)
     layer = torch.nn.Linear(12, 50)

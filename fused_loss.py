@@ -1,0 +1,79 @@
+"""Optional fast path of training: the output layer and the cross-entropy computed together.
+
+The plain loss (train.loss_sum_and_count without `output_layer`) is the template's:
+
+    logits = model(source, padding_mask)                                # (B, T, vocab)
+    loss = F.cross_entropy(logits.reshape(-1, vocab), target.reshape(-1), ignore_index=-100)
+
+On a CPU in fp32 most of a small model's step goes into that (B, T, vocab) tensor: fc_out over
+every position, padding included, a log-softmax of the same size, and a zero-filled gradient
+buffer. Here only real target positions go through fc_out, chunk by chunk, and the gradients
+are computed in the forward pass. Loss and every gradient equal the plain code
+(tests/test_train.py); train.py uses it in fp32 and the plain code under autocast.
+"""
+
+import torch
+import torch.nn as nn
+
+from dataset import IGNORE_INDEX
+
+
+class HiddenStates(nn.Module):
+    """`model` without its output layer: forward returns model.hidden_states(...), (B, T, C).
+
+    A module rather than the bound method, so that DistributedDataParallel and torch.compile,
+    which wrap a module's forward, can wrap it. It owns no parameters of its own.
+    """
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x, padding_mask=None):
+        return self.model.hidden_states(x, padding_mask)  # (B, T, C)
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    """sum_i CE(hidden_i @ W.T + b, target_i), with the gradients computed chunk by chunk.
+
+    Never materialises the (N, vocab) logits, their log-softmax or the zero-filled gradient
+    buffer that F.cross_entropy's backward needs; per chunk: logits -> log-sum-exp -> softmax in
+    place -> minus one-hot = dloss/dlogits -> gradients of hidden, W and b. fp32 only.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, target, chunk_rows):
+        grad_hidden = torch.empty_like(hidden)  # (N, C)
+        grad_weight = torch.zeros_like(weight)  # (V, C)
+        grad_bias = torch.zeros_like(bias)  # (V,)
+        loss = hidden.new_zeros(())
+        for start in range(0, hidden.size(0), chunk_rows):
+            h, t = hidden[start:start + chunk_rows], target[start:start + chunk_rows, None]
+            logits = torch.addmm(bias, h, weight.t())  # (n, V)
+            lse = torch.logsumexp(logits, dim=1, keepdim=True)  # (n, 1)
+            loss += (lse - logits.gather(1, t)).sum()
+            probs = logits.sub_(lse).exp_()  # softmax, in place
+            probs.scatter_add_(1, t, torch.full_like(t, -1, dtype=probs.dtype))  # minus one-hot
+            torch.mm(probs, weight, out=grad_hidden[start:start + chunk_rows])
+            grad_weight.addmm_(probs.t(), h)
+            grad_bias += probs.sum(0)
+        ctx.save_for_backward(grad_hidden, grad_weight, grad_bias)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        grad_hidden, grad_weight, grad_bias = ctx.saved_tensors
+        return grad_hidden * grad_loss, grad_weight * grad_loss, grad_bias * grad_loss, None, None
+
+
+def linear_cross_entropy(hidden, linear, target, chunk_rows=2048):
+    """Summed cross-entropy of `linear(hidden)` against `target`, skipping ignored positions.
+
+    hidden (B, T, C), target (B, T). Equal to
+    F.cross_entropy(linear(hidden).reshape(-1, V), target.reshape(-1), reduction="sum")
+    (tests check the loss and all gradients), but faster on a CPU: only real target positions
+    go through the output layer, and no (B*T, V) log-softmax or gradient buffer is allocated.
+    """
+    keep = target.reshape(-1) != IGNORE_INDEX
+    rows = hidden.reshape(-1, hidden.size(-1))[keep]  # (N, C)
+    return _LinearCrossEntropy.apply(rows, linear.weight, linear.bias, target.reshape(-1)[keep], chunk_rows)
