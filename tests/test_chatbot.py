@@ -6,6 +6,7 @@ seeded answers with inference.AnswerStream run directly.
 """
 
 import json
+import os
 import shlex
 import shutil
 import string
@@ -19,43 +20,15 @@ from hypothesis import strategies as st
 from streamlit.testing.v1 import AppTest
 
 import config as config_module
-import corpus
 from chatbot import (EMPTY_ANSWER, MAX_QUESTION_CHARS, chat_arguments, escape_markdown, escaped_stream,
                      token_label)
 from checkpoint import load_trained_model
-from config import make_config
+from helpers import ROOT, train_tiny_chat_model
 from inference import MAX_INPUT_CHARS, AnswerStream, SamplingSettings
-from tokenizer import load_tokenizer, special_token_ids, train_tokenizer
-from train import train_model
+from tokenizer import load_tokenizer, special_token_ids
 
-PAGE = str(Path(__file__).resolve().parent.parent / "chatbot.py")
+PAGE = os.path.join(ROOT, "chatbot.py")
 TIMEOUT = 60  # seconds per script run; the first one loads the model
-
-
-def train_tiny_chat_model(folder):
-    """A tokenizer and a model trained for one short epoch on 80 built-in pairs, under `folder`.
-
-    Returns (config, chat arguments for the page). Also used by test_chatbot_browser.py.
-    """
-    folder = Path(folder)
-    rows = corpus.generate("train")[:80]
-    (folder / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    cfg = make_config("tiny", device="cpu", dataset=str(folder / "pairs.jsonl"), vocab_size=300,
-                      min_frequency=1, max_len=32, batch_size=32, num_epochs=1, val_fraction=0.2,
-                      warmup_steps=1, lr=3e-3, precision="fp32", compile="off",
-                      dataloader_num_workers=0,
-                      tokenizer_filename=str(folder / "tokenizer.json"),
-                      model_filename=str(folder / "model.pth"),
-                      optimizer_filename=str(folder / "optimizer.pth"),
-                      log_filename=str(folder / "log.csv"), plot_filename=str(folder / "loss.png"))
-    train_tokenizer(cfg)
-    train_model(cfg)
-    return cfg, page_arguments(cfg)
-
-
-def page_arguments(cfg):
-    return ["--preset", "tiny", "--device", "cpu", "--vocab_size", str(cfg.vocab_size),
-            "--tokenizer_filename", cfg.tokenizer_filename, "--model_filename", cfg.model_filename]
 
 
 @pytest.fixture(scope="module")

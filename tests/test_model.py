@@ -10,17 +10,17 @@ import torch
 import torch.nn.functional as F
 
 from config import make_config
+from helpers import ROOT, make_tiny_config
 from model import (DecoderBlock, PositionalEncoding, TransformerModel, _max_future_leak, check_model,
                    expected_num_params, sinusoidal_table, untrained_loss)
 from utils import get_num_params
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ATOL = 1e-5  # float32 on CPU
 
 
 def small_config(**overrides):
-    values = dict(device="cpu", vocab_size=300, embed_size=24, num_heads=3, max_len=12, dropout_p=0.0)
-    return make_config("tiny", **{**values, **overrides})
+    values = dict(vocab_size=300, embed_size=24, num_heads=3, max_len=12, dropout_p=0.0)
+    return make_tiny_config(**{**values, **overrides})
 
 
 def test_causal_mask_for_length_4():
