@@ -8,7 +8,10 @@
 
 Weights are random (speed does not depend on them); [END] is disabled so every run makes exactly
 100 tokens. Also prints the time to the first streamed piece of text (AnswerStream), which is
-what a chat user waits for.
+what a chat user waits for, and the physical bound of decoding here: one token reads every
+weight once (all but the embedding table, of which it reads one row) plus the cached keys and
+values, so tokens/s cannot exceed the memory read bandwidth (measured: the best of 5 sums over a
+1 GiB tensor) divided by those bytes.
 """
 
 import argparse
@@ -37,6 +40,25 @@ def timed(fn, repeats):
         out = fn()
         times.append(time.perf_counter() - start)
     return min(times), out
+
+
+def read_bandwidth(gib=1.0, repeats=5):
+    """Bytes per second torch reads from memory here (best of `repeats` sums over `gib` GiB)."""
+    data = torch.ones(int(gib * 2**30) // 4)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        data.sum()
+        best = min(best, time.perf_counter() - start)
+    return data.numel() * 4 / best
+
+
+def bytes_per_token(model, context):
+    """Bytes one decoding step reads: every weight but the embedding table (one row of it), and
+    the keys and values of `context` cached positions in every layer."""
+    weights = sum(p.numel() * p.element_size() for name, p in model.named_parameters()
+                  if name != "embedding.weight") + model.embed_size * 4
+    return weights + 2 * model.num_layers * context * model.embed_size * 4
 
 
 def main():
@@ -92,6 +114,13 @@ def main():
     print(f"{'':28s} {'seconds':>8s} {'tokens/s':>9s} {'this project is':>16s}")
     for name, seconds in rows:
         print(f"{name:28s} {seconds:8.3f} {NEW_TOKENS / seconds:9.1f} {seconds / t_ours:15.2f}x")
+
+    bandwidth = read_bandwidth()
+    per_token = bytes_per_token(model, context=len(prompt) + NEW_TOKENS // 2)
+    bound = bandwidth / per_token
+    print(f"physical bound: {per_token / 1e6:.0f} MB read per token / {bandwidth / 1e9:.1f} GB/s "
+          f"measured read bandwidth = {bound:.0f} tokens/s; this project reaches "
+          f"{NEW_TOKENS / t_ours:.1f} tokens/s, {NEW_TOKENS / t_ours / bound:.0%} of it")
 
     firsts = []
     for _ in range(5):

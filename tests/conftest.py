@@ -1,4 +1,7 @@
-"""Shared fixtures: everything hermetic and offline (a tiny tokenizer trained in memory)."""
+"""Shared fixtures: everything hermetic and offline (a tiny tokenizer trained in memory).
+
+Plain helper functions and constants (ROOT, write_jsonl, make_tiny_config, the tiny training runs)
+live in helpers.py; test modules import them from there, never from each other."""
 
 import os
 
@@ -10,9 +13,10 @@ os.environ.pop("INF265_PRESET", None)
 
 import pytest  # noqa: E402
 
-import config as config_module  # noqa: E402
+import corpus  # noqa: E402
 from config import make_config  # noqa: E402
-from tokenizer import fit_tokenizer  # noqa: E402
+from helpers import make_tiny_config, tiny_run_config, write_jsonl  # noqa: E402
+from tokenizer import fit_tokenizer, train_tokenizer  # noqa: E402
 
 CORPUS = [
     "how many legs does a cat have? four, unless it has lost one.",
@@ -26,10 +30,7 @@ CORPUS = [
 @pytest.fixture
 def tiny_config(tmp_path):
     """The tiny preset with every file under a temporary folder and CPU forced."""
-    return make_config("tiny", device="cpu",
-                       tokenizer_filename=str(tmp_path / "tokenizer.json"),
-                       model_filename=str(tmp_path / "model.pth"),
-                       optimizer_filename=str(tmp_path / "optimizer.pth"))
+    return make_tiny_config(tmp_path)
 
 
 @pytest.fixture(scope="session")
@@ -38,18 +39,19 @@ def tokenizer():
     return fit_tokenizer(make_config("tiny"), CORPUS, vocab_size=400, min_frequency=1)
 
 
-@pytest.fixture
-def restore_global_config():
-    """parse_cli updates the shared config in place; put it back afterwards."""
-    saved = dict(vars(config_module.config))
-    yield config_module.config
-    config_module.config.__dict__.clear()
-    config_module.config.__dict__.update(saved)
-
-
 @pytest.fixture(scope="session")
 def nb():
     """The Part 1 notebook's definitions as a module (imported once, without running its training)."""
     from imdb_notebook import load_definitions
 
     return load_definitions()
+
+
+@pytest.fixture(scope="module")
+def pairs_folder(tmp_path_factory):
+    """600 built-in pairs as a local JSON-lines file, and a tokenizer trained on them."""
+    folder = tmp_path_factory.mktemp("run")
+    write_jsonl(folder / "pairs.jsonl", corpus.generate("train")[:600])
+    cfg = tiny_run_config(folder)
+    train_tokenizer(cfg)
+    return folder

@@ -5,8 +5,7 @@ import glob
 import os
 
 from bench.machine import machine_header
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers import ROOT
 
 
 def test_header_names_cpu_isa_torch_and_precision():

@@ -6,6 +6,7 @@ seeded answers with inference.AnswerStream run directly.
 """
 
 import json
+import os
 import shlex
 import shutil
 import string
@@ -19,43 +20,15 @@ from hypothesis import strategies as st
 from streamlit.testing.v1 import AppTest
 
 import config as config_module
-import corpus
 from chatbot import (EMPTY_ANSWER, MAX_QUESTION_CHARS, chat_arguments, escape_markdown, escaped_stream,
                      token_label)
 from checkpoint import load_trained_model
-from config import make_config
+from helpers import ROOT, train_tiny_chat_model
 from inference import MAX_INPUT_CHARS, AnswerStream, SamplingSettings
-from tokenizer import load_tokenizer, special_token_ids, train_tokenizer
-from train import train_model
+from tokenizer import load_tokenizer, special_token_ids
 
-PAGE = str(Path(__file__).resolve().parent.parent / "chatbot.py")
+PAGE = os.path.join(ROOT, "chatbot.py")
 TIMEOUT = 60  # seconds per script run; the first one loads the model
-
-
-def train_tiny_chat_model(folder):
-    """A tokenizer and a model trained for one short epoch on 80 built-in pairs, under `folder`.
-
-    Returns (config, chat arguments for the page). Also used by test_chatbot_browser.py.
-    """
-    folder = Path(folder)
-    rows = corpus.generate("train")[:80]
-    (folder / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    cfg = make_config("tiny", device="cpu", dataset=str(folder / "pairs.jsonl"), vocab_size=300,
-                      min_frequency=1, max_len=32, batch_size=32, num_epochs=1, val_fraction=0.2,
-                      warmup_steps=1, lr=3e-3, precision="fp32", compile="off",
-                      dataloader_num_workers=0,
-                      tokenizer_filename=str(folder / "tokenizer.json"),
-                      model_filename=str(folder / "model.pth"),
-                      optimizer_filename=str(folder / "optimizer.pth"),
-                      log_filename=str(folder / "log.csv"), plot_filename=str(folder / "loss.png"))
-    train_tokenizer(cfg)
-    train_model(cfg)
-    return cfg, page_arguments(cfg)
-
-
-def page_arguments(cfg):
-    return ["--preset", "tiny", "--device", "cpu", "--vocab_size", str(cfg.vocab_size),
-            "--tokenizer_filename", cfg.tokenizer_filename, "--model_filename", cfg.model_filename]
 
 
 @pytest.fixture(scope="module")
@@ -87,9 +60,8 @@ def end_bias_variant(trained, folder, bias):
 
 
 @pytest.fixture(autouse=True)
-def _isolated(restore_global_config, monkeypatch):
-    """AppTest leaves the page installed as sys.modules["__main__"]; put it back after each test
-    (and the shared config, should the page ever change it)."""
+def _isolated(monkeypatch):
+    """AppTest leaves the page installed as sys.modules["__main__"]; put it back after each test."""
     monkeypatch.setitem(sys.modules, "__main__", sys.modules["__main__"])
     yield
 
@@ -300,6 +272,26 @@ def test_each_sampling_control_reaches_the_sampler(monkeypatch, trained, loaded,
     ask(at, question)
     expected, _ = direct_answer(loaded, question, seed=seed, temperature=1.3, **{setting: value})
     assert at.session_state.messages[-1]["content"] == expected, f"the {label} control is ignored"
+
+
+@pytest.mark.parametrize("strategy, graded", [("greedy", "greedy_sampling"), ("top-p", "top_p_sampling")])
+def test_the_page_draws_every_token_with_the_graded_sampling_function(monkeypatch, trained, strategy, graded):
+    import inference
+
+    drawn, original = [], getattr(inference, graded)
+
+    def recording(logits, *args, **kwargs):
+        token = original(logits, *args, **kwargs)
+        drawn.append(int(token))
+        return token
+
+    monkeypatch.setattr(inference, graded, recording)
+    at = open_page(monkeypatch, trained[1])
+    widget(at.sidebar.selectbox, "Sampling strategy").set_value(strategy)
+    widget(at.sidebar.number_input, "Seed").set_value(7)
+    ask(at, "how many legs does a cat have?")
+    steps = at.session_state.messages[-1]["steps"]
+    assert steps and [step.token_id for step in steps] == drawn, f"the page does not draw with {graded}"
 
 
 def test_token_labels_make_spaces_bytes_and_special_tokens_visible(loaded):

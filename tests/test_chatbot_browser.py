@@ -18,9 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from test_chatbot import train_tiny_chat_model
+from helpers import ROOT, train_tiny_chat_model
 
-ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 # Typed into the page: every piece would become formatting, a link or HTML if it were not escaped.

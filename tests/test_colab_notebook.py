@@ -8,7 +8,7 @@ import shutil
 import nbformat
 from nbclient import NotebookClient
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers import ROOT
 
 
 def test_colab_notebook_runs_locally_and_resumes(tmp_path, monkeypatch):

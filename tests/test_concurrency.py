@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from config import make_config
+from helpers import make_tiny_config
 from inference import AnswerStream, SamplingSettings
 from model import TransformerModel
 from tokenizer import special_token_ids
@@ -19,7 +20,7 @@ QUESTIONS = ["how many legs does a cat have?", "what is the capital of norway?",
 @pytest.fixture(scope="module")
 def shared_model():
     torch.manual_seed(0)
-    config = make_config("tiny", device="cpu", vocab_size=400, embed_size=32, num_heads=2, num_layers=2, max_len=48)
+    config = make_tiny_config(vocab_size=400, embed_size=32, num_heads=2, num_layers=2, max_len=48)
     return TransformerModel(config).eval()
 
 

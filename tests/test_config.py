@@ -7,8 +7,7 @@ import sys
 import pytest
 
 from config import DEFAULTS, HELP, ConfigError, config_from_args, make_config, parse_cli, parse_value
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers import ROOT
 
 TEMPLATE_DEFAULTS = {
     "seed": 0, "dataset": "odinhg/gooaq-subset", "split": "train", "vocab_size": 20000,

@@ -7,16 +7,10 @@ import json
 import pytest
 
 from data_sources import DataError, load_qa_pairs
+from helpers import ROOT, write_jsonl
 
 ROWS = [{"question": "what is 1 plus 1?", "answer": "2."},
         {"question": "Café?", "answer": "Ünïcode answer 😀"}]
-
-
-def write_jsonl(path, rows, opener=open):
-    with opener(path, "wt", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    return str(path)
 
 
 def write_csv(path, rows, fieldnames=("question", "answer")):
@@ -37,7 +31,7 @@ def test_jsonl(tmp_path):
 
 
 def test_jsonl_gz(tmp_path):
-    assert_rows(load_qa_pairs(write_jsonl(tmp_path / "a.jsonl.gz", ROWS, opener=gzip.open)))
+    assert_rows(load_qa_pairs(write_jsonl(tmp_path / "a.jsonl.gz", ROWS)))
 
 
 def test_csv(tmp_path):
@@ -145,7 +139,7 @@ def test_unreachable_hub_dataset_suggests_local_files():
 def test_real_stand_in_corpus_loads_if_present():
     import os
 
-    path = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "qa", "train.jsonl.gz")
+    path = os.path.join(ROOT, "..", "shared", "data", "qa", "train.jsonl.gz")
     if not os.path.exists(path):
         pytest.skip("../shared/data is not beside this checkout")
     pairs = load_qa_pairs(path)

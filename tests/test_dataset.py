@@ -1,6 +1,5 @@
 """dataset.py: the exact QADataset contract of the assignment, on hand-built examples."""
 
-import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

@@ -13,12 +13,11 @@ import corpus
 import demo
 from checkpoint import load_trained_model, sidecar_filename
 from config import make_config
+from helpers import ROOT, make_tiny_config
 from inference import AnswerStream, SamplingSettings
 from model import TransformerModel
 from tokenizer import load_tokenizer, special_token_ids, train_tokenizer
 from utils import UserError
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def demo_args(folder):
@@ -86,9 +85,7 @@ def test_heldout_accuracy_counts_exactly_the_right_answers(monkeypatch):
 
 @pytest.fixture
 def saved_model(tmp_path):
-    cfg = make_config("tiny", device="cpu", vocab_size=400, dataset="builtin", model_train_fraction=0.01,
-                      tokenizer_filename=str(tmp_path / "tokenizer.json"),
-                      model_filename=str(tmp_path / "model.pth"))
+    cfg = make_tiny_config(tmp_path, vocab_size=400, dataset="builtin", model_train_fraction=0.01)
     tokenizer = train_tokenizer(cfg)
     torch.manual_seed(0)
     model = TransformerModel(cfg)
@@ -136,8 +133,7 @@ def test_optimizer_file_passed_as_model_is_refused(saved_model, tmp_path):
 @pytest.fixture
 def tiny_template_checkpoint(tmp_path):
     """Weights of the tiny preset's shape (2 heads) saved as the template does: no model.json."""
-    cfg = make_config("tiny", device="cpu", model_filename=str(tmp_path / "model.pth"),
-                      tokenizer_filename=str(tmp_path / "tokenizer.json"))
+    cfg = make_tiny_config(tmp_path)
     torch.manual_seed(0)
     model = TransformerModel(cfg).eval()
     torch.save(model.state_dict(), cfg.model_filename)

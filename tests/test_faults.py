@@ -14,8 +14,8 @@ import pytest
 
 import checkpoint
 from checkpoint import load_file, sidecar_filename
-from test_train import (ROOT, TRAIN, assert_same_weights, cli_args, fresh_copy, pairs_folder,  # noqa: F401
-                        poll_until, reference_and_fresh_runs, saved_step, tiny_run_config)
+from helpers import (ROOT, TRAIN, assert_same_weights, cli_args, fresh_copy, poll_until, reference_and_fresh_runs,
+                     saved_step, tiny_run_config)
 from train import train_model
 from utils import UserError
 

@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 from nbclient import NotebookClient
 
+from helpers import ODD_TEXTS, write_jsonl
 from imdb_notebook import NOTEBOOK, definition_cells
 
 FP32 = dict(atol=1e-5, rtol=1e-5)
@@ -336,6 +337,17 @@ def test_classify_review(nb, word_tokenizer):
     assert nb.classify_review("", model, word_tokenizer, 0, 2, 16)[0] in ("positive", "negative")
 
 
+@pytest.mark.parametrize("text", ODD_TEXTS, ids=["empty", "whitespace", "control", "emoji-cjk-rtl", "special",
+                                                  "very-long"])
+def test_classify_review_takes_any_text(nb, text):
+    tokenizer = nb.train_word_tokenizer(["good film", "bad film"] * 10, vocab_size=20, min_frequency=1)
+    torch.manual_seed(0)
+    model = nb.make_model(vocab_size=tokenizer.get_vocab_size(), max_len=32, embedding_dim=8, num_heads=2,
+                          num_layers=1)
+    sentiment, p = nb.classify_review(text, model, tokenizer, 0, 2, 32)
+    assert sentiment in ("positive", "negative") and 0 < p < 1
+
+
 def test_preprocessing_is_the_templates(nb):
     assert nb.preprocess_text("Great!<br />10/10 :) Café") == "great!1010  caf"
 
@@ -344,12 +356,6 @@ def test_generated_reviews_are_balanced_and_reproducible(nb):
     reviews = nb.generate_reviews(200, 7)
     assert sum(reviews["label"]) == 100 and reviews == nb.generate_reviews(200, 7)
     assert any("<br />" in t for t in reviews["text"])
-
-
-def write_jsonl(path, rows):
-    with gzip.open(path, "wt", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row) + "\n")
 
 
 def test_local_files_load_and_bad_files_name_the_problem(nb, tmp_path):
@@ -365,6 +371,34 @@ def test_local_files_load_and_bad_files_name_the_problem(nb, tmp_path):
         nb.load_imdb(str(tmp_path))
     os.remove(tmp_path / "test.jsonl.gz")
     with pytest.raises(FileNotFoundError, match="no test.jsonl.gz or test.jsonl"):
+        nb.load_imdb(str(tmp_path))
+
+
+def gz(path, data):
+    """Write the bytes `data` gzipped to `path` (well-formed or not)."""
+    with gzip.open(path, "wb") as f:
+        f.write(data)
+
+
+@pytest.mark.parametrize("test_bytes, says", [
+    (b'{"text": "caf\xe9", "label": 1}\n', "not UTF-8"),
+    (b'{"text": "fine", "label": 1\n', "not valid JSON"),
+    (b'["fine", 1]\n', "expected"),
+    (b'{"text": "fine", "label": "positive"}\n', "expected"),
+])
+def test_imdb_loading_names_the_bad_line(nb, tmp_path, test_bytes, says):
+    gz(tmp_path / "train.jsonl.gz", json.dumps({"text": "good", "label": 1}).encode() + b"\n")
+    gz(tmp_path / "test.jsonl.gz", test_bytes)
+    with pytest.raises(ValueError, match=rf"test.jsonl.gz, line 1: {says}"):
+        nb.load_imdb(str(tmp_path))
+
+
+def test_imdb_loading_reports_a_truncated_file(nb, tmp_path):
+    gz(tmp_path / "train.jsonl.gz", json.dumps({"text": "good", "label": 1}).encode() * 1000)
+    data = (tmp_path / "train.jsonl.gz").read_bytes()
+    (tmp_path / "train.jsonl.gz").write_bytes(data[: len(data) // 2])
+    gz(tmp_path / "test.jsonl.gz", json.dumps({"text": "fine", "label": 1}).encode() + b"\n")
+    with pytest.raises(ValueError, match="damaged or truncated"):
         nb.load_imdb(str(tmp_path))
 
 

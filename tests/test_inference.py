@@ -6,10 +6,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from config import make_config
+from helpers import ODD_TEXTS, assert_one_line_error, make_tiny_config, run_script, small_model
 from inference import (AnswerStream, SamplingSettings, choose_token, decode_output, fit_prompt,
                        generate, greedy_sampling, nucleus, sample_sequence, tokenize_input,
                        top_p_sampling)
-from model import KVCache, TransformerModel
+from model import TransformerModel
+from tokenizer import special_token_ids
 
 ASSIGNMENT_LOGITS = torch.tensor([-1.0, 2, -3, 3, -3, 0, 2, 1])
 SEP, END = 0, 1
@@ -110,25 +112,6 @@ def test_unknown_strategy():
         sample_sequence(torch.tensor([4, SEP]), MockModel([1]), "beam", 8, "cpu", END)
 
 
-def small_model(seed=0, **overrides):
-    values = dict(device="cpu", vocab_size=300, embed_size=24, num_heads=3, num_layers=2,
-                  max_len=20, dropout_p=0.1)
-    torch.manual_seed(seed)
-    return TransformerModel(make_config("tiny", **{**values, **overrides})).eval()
-
-
-def test_kv_cache_logits_equal_full_recomputation_at_every_step():
-    model = small_model()
-    ids = torch.randint(4, 300, (2, 20))
-    cache = KVCache(len(model.layers))
-    with torch.no_grad():
-        full = model(ids)
-        got = [model(ids[:, :7], cache=cache)]  # a prompt, then one token at a time
-        for t in range(7, 20):
-            got.append(model(ids[:, t:t + 1], cache=cache))
-    torch.testing.assert_close(torch.cat(got, dim=1), full, atol=1e-5, rtol=1e-5)
-
-
 def test_cached_and_uncached_greedy_give_identical_tokens():
     model = small_model(seed=3)
     prompt = torch.randint(4, 300, (6,)).tolist() + [SEP]
@@ -212,15 +195,6 @@ def test_a_single_new_token_is_a_valid_answer_length():
         SamplingSettings("greedy", max_new_tokens=0).check()
 
 
-def test_the_cache_refuses_more_tokens_than_max_len_and_says_how_many():
-    model = small_model()  # max_len 20
-    cache = KVCache(len(model.layers))
-    with torch.no_grad():
-        model(torch.randint(4, 300, (1, 15)), cache=cache)
-        with pytest.raises(ValueError, match=r"21 tokens \(15 cached \+ 6 new\) is longer than max_len=20"):
-            model(torch.randint(4, 300, (1, 6)), cache=cache)
-
-
 def test_an_answer_cut_by_the_length_limit_is_not_finished_by_end(tokenizer):
     prompt_len = len(tokenize_input(tokenizer, "hi?", SEP))
     model = MockModel(script=[0] * (prompt_len - 1) + [60] * 20, vocab=400, max_len=64)  # never [END]
@@ -235,3 +209,79 @@ def test_answer_stream_finds_the_special_ids_itself(tokenizer):
     model = MockModel(script=[0] * (prompt_len - 1) + [60, 61, END], vocab=400, max_len=64)
     stream = AnswerStream(model, tokenizer, "hi?", SamplingSettings("greedy", max_new_tokens=10), use_cache=False)
     assert "".join(stream) == decode_output(tokenizer, [60, 61]) and stream.finished_by_end
+
+
+# --- bad inputs: sample_sequence and the streaming generator -------------------------------------
+# (README, "Bad input": functions raise ValueError with a message that says what is wrong.)
+
+@pytest.fixture(scope="module")
+def small():
+    """An untrained tiny model (one layer) whose vocabulary fits the conftest tokenizer."""
+    torch.manual_seed(0)
+    return TransformerModel(make_tiny_config(vocab_size=400, embed_size=16, num_heads=2, num_layers=1,
+                                             max_len=24)).eval()
+
+
+@pytest.mark.parametrize("max_len", [0, -5])
+def test_sample_sequence_refuses_max_len_below_one(small, max_len):
+    with pytest.raises(ValueError, match="max_len must be >= 1"):
+        sample_sequence([5, 0], small, "greedy", max_len, "cpu", end_id=1)
+
+
+def test_sample_sequence_refuses_an_empty_prompt(small):
+    with pytest.raises(ValueError, match="input_sequence is empty"):
+        sample_sequence([], small, "greedy", 10, "cpu", end_id=1)
+
+
+@pytest.mark.parametrize("p, temperature, max_new", [(0.0, 0.7, 5), (1.5, 0.7, 5), (0.9, 0.0, 5), (0.9, -1, 5),
+                                                     (0.9, 0.7, 0)])
+def test_streaming_generator_refuses_out_of_range_settings(small, tokenizer, p, temperature, max_new):
+    with pytest.raises(ValueError):
+        AnswerStream(small, tokenizer, "hi?", SamplingSettings("top-p", p, temperature, max_new_tokens=max_new))
+
+
+@pytest.mark.parametrize("text", ODD_TEXTS, ids=["empty", "whitespace", "control", "emoji-cjk-rtl", "special",
+                                                  "very-long"])
+def test_streaming_generator_answers_any_text(small, tokenizer, text):
+    ids = special_token_ids(tokenizer, make_config("tiny"))
+    prompt = tokenize_input(tokenizer, text, ids["sep"])
+    assert prompt[-1] == ids["sep"] and (prompt[:-1] != ids["sep"]).all()  # typed [SEP] is plain text
+    stream = AnswerStream(small, tokenizer, text, SamplingSettings("top-p", seed=0, max_new_tokens=10), ids)
+    answer = "".join(stream)
+    assert isinstance(answer, str) and answer == stream.text
+    assert not {ids["sep"], ids["pad"], ids["unk"]} & {s.token_id for s in stream.steps}
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.text(max_size=60), st.integers(0, 2**31 - 1))
+def test_streamed_pieces_join_to_the_one_shot_answer(small, tokenizer, question, seed):
+    ids = special_token_ids(tokenizer, make_config("tiny"))
+    stream = AnswerStream(small, tokenizer, question, SamplingSettings("top-p", temperature=1.5, seed=seed,
+                                                                       max_new_tokens=12), ids)
+    pieces = list(stream)
+    answer_ids = [s.token_id for s in stream.steps if s.token_id != ids["end"]]
+    assert "".join(pieces) == tokenizer.decode(answer_ids)
+    assert all(pieces)
+
+
+# --- bad inputs: the inference.py command line -----------------------------------------------------
+# (README, "Bad input": one line on stderr and exit status 2, never a traceback.)
+
+@pytest.mark.parametrize("args, says", [(["--top_p", "0"], "top_p"), (["--temperature", "-1"], "temperature"),
+                                        (["--max_new_tokens", "0"], "max answer length")])
+def test_inference_script_refuses_bad_sampling_settings(tmp_path, args, says):
+    assert_one_line_error(run_script("inference.py", "--tiny", *args), says)
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated", "garbage"])
+def test_inference_script_names_a_bad_checkpoint(tmp_path, tokenizer, small, damage):
+    tokenizer.save(str(tmp_path / "tok.json"))
+    model_path = tmp_path / "model.pth"
+    if damage != "missing":
+        torch.save(small.state_dict(), model_path)
+        data = model_path.read_bytes()
+        model_path.write_bytes(data[: len(data) // 3] if damage == "truncated" else b"\x00garbage")
+    result = run_script("inference.py", "--tiny", "--vocab_size", "400", "--embed_size", "16", "--num_layers", "1",
+                        "--max_len", "24", "--tokenizer_filename", str(tmp_path / "tok.json"),
+                        "--model_filename", str(model_path), "--question", "hi?")
+    assert_one_line_error(result, str(model_path))

@@ -10,17 +10,17 @@ import torch
 import torch.nn.functional as F
 
 from config import make_config
-from model import (DecoderBlock, PositionalEncoding, TransformerModel, _max_future_leak, check_model,
-                   expected_num_params, sinusoidal_table, untrained_loss)
+from helpers import ROOT, make_tiny_config, small_model
+from model import (DecoderBlock, KVCache, PositionalEncoding, TransformerModel, _max_future_leak,
+                   check_model, expected_num_params, sinusoidal_table, untrained_loss)
 from utils import get_num_params
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ATOL = 1e-5  # float32 on CPU
 
 
 def small_config(**overrides):
-    values = dict(device="cpu", vocab_size=300, embed_size=24, num_heads=3, max_len=12, dropout_p=0.0)
-    return make_config("tiny", **{**values, **overrides})
+    values = dict(vocab_size=300, embed_size=24, num_heads=3, max_len=12, dropout_p=0.0)
+    return make_tiny_config(**{**values, **overrides})
 
 
 def test_causal_mask_for_length_4():
@@ -277,3 +277,56 @@ def test_python_model_py_runs_its_assertions_offline(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "Number of parameters in the model: 171,560" in out.stdout
     assert "All model checks passed." in out.stdout
+
+
+# ----------------------------------------------------------------------------------------------
+# Decoding with a KV cache: the model's own forward, one token at a time
+
+def test_kv_cache_logits_equal_full_recomputation_at_every_step():
+    """Tolerance: float32 on a CPU; the cached path sums the same products in another order."""
+    model = small_model()
+    ids = torch.randint(4, 300, (2, 20))
+    cache = KVCache(len(model.layers))
+    with torch.no_grad():
+        full = model(ids)
+        got = [model(ids[:, :7], cache=cache)]  # a prompt, then one token at a time
+        for t in range(7, 20):
+            got.append(model(ids[:, t:t + 1], cache=cache))
+    torch.testing.assert_close(torch.cat(got, dim=1), full, atol=1e-5, rtol=1e-5)
+
+
+
+
+def test_cached_attention_is_the_blocks_own_multihead_attention():
+    """A block's cached path, fed a whole sequence into an empty cache, equals nn.MultiheadAttention."""
+    torch.manual_seed(0)
+    block = DecoderBlock(24, 3, dropout=0.0).eval()
+    x = torch.randn(2, 9, 24)
+    mask = TransformerModel.generate_causal_mask(9)
+    with torch.no_grad():
+        torch.testing.assert_close(block(x, mask, cache=KVCache(1).layers[0]), block(x, mask), atol=ATOL, rtol=ATOL)
+
+
+def test_the_cache_keeps_every_layers_keys_and_values_of_every_position():
+    model = small_model()
+    cache = KVCache(model.num_layers)
+    with torch.no_grad():
+        model(torch.randint(4, 300, (1, 5)), cache=cache)
+        model(torch.randint(4, 300, (1, 1)), cache=cache)
+    assert len(cache) == 6 and len(cache.layers) == 2
+    assert all(layer.keys.shape == layer.values.shape == (1, 3, 6, 8) for layer in cache.layers)
+
+
+def test_a_cache_takes_no_padding_mask():
+    model = small_model()
+    with pytest.raises(ValueError, match="cache takes no padding mask"):
+        model(torch.randint(4, 300, (1, 5)), torch.zeros(1, 5, dtype=torch.bool), cache=KVCache(2))
+
+
+def test_the_cache_refuses_more_tokens_than_max_len_and_says_how_many():
+    model = small_model()  # max_len 20
+    cache = KVCache(len(model.layers))
+    with torch.no_grad():
+        model(torch.randint(4, 300, (1, 15)), cache=cache)
+        with pytest.raises(ValueError, match=r"21 tokens \(15 cached \+ 6 new\) is longer than max_len=20"):
+            model(torch.randint(4, 300, (1, 6)), cache=cache)

@@ -5,7 +5,7 @@ import fnmatch
 import os
 import re
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers import ROOT
 
 
 def functions_of(filename):

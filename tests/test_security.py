@@ -13,7 +13,8 @@ import tomllib
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers import ROOT
+
 SOURCES = sorted(glob.glob(os.path.join(ROOT, "*.py")) + glob.glob(os.path.join(ROOT, "bench", "*.py"))
                  + glob.glob(os.path.join(ROOT, "tests", "*.py")))
 EXEC_ALLOWED = {"imdb_notebook.py"}  # runs our own notebook's definition cells

@@ -1,11 +1,10 @@
 """tokenizer.py: the template's pipeline, special-token ids, round trips, typed special tokens."""
 
-import json
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from helpers import assert_one_line_error, run_script, write_jsonl
 from tokenizer import (build_tokenizer, encode_batch, load_tokenizer, special_token_ids,
                        train_tokenizer)
 from utils import UserError
@@ -64,11 +63,6 @@ def test_round_trip_property(tokenizer, text):
     assert tokenizer.decode(ids) == tokenizer.normalizer.normalize_str(text)
 
 
-def write_jsonl(path, rows):
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return str(path)
-
-
 def test_train_save_and_load(tiny_config, tmp_path, capsys):
     tiny_config.dataset = write_jsonl(tmp_path / "pairs.jsonl", [
         {"question": f"what is {i} plus {i}?", "answer": f"{i} plus {i} is {2 * i}."}
@@ -120,3 +114,24 @@ def test_tokenizer_without_special_tokens_is_rejected(tiny_config):
 def test_encode_batch_matches_single_encodes(tokenizer):
     texts = [f"question number {i}?" for i in range(50)]
     assert encode_batch(tokenizer, texts, batch_size=7) == [tokenizer.encode(t).ids for t in texts]
+
+
+# --- bad inputs: the tokenizer.py command line (README, "Bad input") ------------------------------
+
+def write(path, data):
+    """Write the bytes `data` to `path`; returns the path as a string."""
+    path.write_bytes(data)
+    return str(path)
+
+
+@pytest.mark.parametrize("name, data, says", [
+    ("missing.jsonl", None, "does not exist"),
+    ("empty.jsonl", b"", "empty"),
+    ("latin1.jsonl", '{"question": "caf\xe9?", "answer": "yes"}\n'.encode("latin-1"), "UTF-8"),
+    ("columns.jsonl", b'{"q": "a?", "a": "b"}\n', "question"),
+])
+def test_tokenizer_script_names_a_bad_data_file(tmp_path, name, data, says):
+    path = str(tmp_path / name) if data is None else write(tmp_path / name, data)
+    result = run_script("tokenizer.py", "--tiny", "--dataset", path,
+                        "--tokenizer_filename", str(tmp_path / "tok.json"))
+    assert_one_line_error(result, says)

@@ -15,56 +15,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import corpus
 from checkpoint import Progress, TrainingState, load_file, sidecar_filename
 from config import make_config
 from dataset import QADataset, epoch_batches, split_indices
+from helpers import (ROOT, TRAIN, assert_same_weights, cli_args, fresh_copy, poll_until, reference_and_fresh_runs,
+                     saved_step, tiny_run_config)
 from model import TransformerModel
 from tokenizer import load_tokenizer, train_tokenizer
 from train import evaluate, lr_factor, train_model, train_step, training_net
 from utils import Runtime, UserError
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def tiny_run_config(folder, **overrides):
-    """A tiny CPU fp32 run on built-in pairs, every file under `folder`."""
-    values = dict(device="cpu", dataset=str(folder / "pairs.jsonl"), vocab_size=400, min_frequency=2,
-                  embed_size=16, num_heads=2, num_layers=2, max_len=32, batch_size=16,
-                  model_train_fraction=1.0, dataloader_num_workers=0, lr=3e-3, num_epochs=2,
-                  precision="fp32", compile="off", warmup_steps=5, eval_every=0, checkpoint_every=10,
-                  tokenizer_filename=str(folder / "tokenizer.json"),
-                  model_filename=str(folder / "model.pth"),
-                  optimizer_filename=str(folder / "optimizer.pth"),
-                  log_filename=str(folder / "log.csv"), plot_filename=str(folder / "loss.png"))
-    return make_config("tiny", **{**values, **overrides})
-
-
-def cli_args(cfg):
-    keys = ["device", "dataset", "vocab_size", "min_frequency", "embed_size", "num_heads",
-            "num_layers", "max_len", "batch_size", "model_train_fraction", "dataloader_num_workers",
-            "lr", "num_epochs", "precision", "compile", "warmup_steps", "eval_every",
-            "checkpoint_every", "tokenizer_filename", "model_filename", "optimizer_filename",
-            "log_filename", "plot_filename", "dropout_p", "val_fraction"]
-    return [arg for k in keys for arg in (f"--{k}", str(getattr(cfg, k)))]
-
-
-@pytest.fixture(scope="module")
-def pairs_folder(tmp_path_factory):
-    """600 built-in pairs as a local JSON-lines file, and a tokenizer trained on them."""
-    folder = tmp_path_factory.mktemp("run")
-    rows = corpus.generate("train")[:600]
-    (folder / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    cfg = tiny_run_config(folder)
-    train_tokenizer(cfg)
-    return folder
-
-
-def fresh_copy(pairs_folder, tmp_path):
-    for name in ("pairs.jsonl", "tokenizer.json"):
-        (tmp_path / name).write_bytes((pairs_folder / name).read_bytes())
-    return tmp_path
-
 
 def test_lr_schedule_warmup_then_cosine():
     cfg = make_config(warmup_steps=10, min_lr_ratio=0.1)
@@ -215,46 +174,8 @@ def test_rerun_after_the_last_epoch_does_nothing(pairs_folder, tmp_path, capsys)
     assert all(torch.equal(before[k], after[k]) for k in before)
 
 
-def poll_until(process, ready, timeout=120, interval=0.02):
-    """True as soon as ready() holds while `process` runs; False if it ends (or time runs out) first."""
-    deadline = time.time() + timeout
-    while time.time() < deadline and process.poll() is None:
-        if ready():
-            return True
-        time.sleep(interval)
-    return False
-
-
-def saved_step(path):
-    """global_step in a model.json, 0 while there is none (or it is being replaced)."""
-    try:
-        return json.load(open(path))["global_step"]
-    except (OSError, ValueError, KeyError):
-        return 0
-
-
 def wait_for_step(path, step, process, timeout=120):
     return poll_until(process, lambda: saved_step(path) >= step, timeout)
-
-
-TRAIN = [sys.executable, "train.py"]
-
-
-def reference_and_fresh_runs(pairs_folder, tmp_path, checkpoint_every):
-    """Two equal run configs (dropout on): the first trained to the end as the reference, the second fresh."""
-    folders = [fresh_copy(pairs_folder, tmp_path / name) for name in ("straight", "killed")
-               if (tmp_path / name).mkdir() or True]
-    configs = [tiny_run_config(f, num_epochs=2, checkpoint_every=checkpoint_every, dropout_p=0.1,
-                               val_fraction=0.05) for f in folders]
-    subprocess.run(TRAIN + cli_args(configs[0]), cwd=ROOT, check=True, capture_output=True)
-    return configs
-
-
-def assert_same_weights(cfg_a, cfg_b):
-    a = torch.load(cfg_a.model_filename, weights_only=True)
-    b = torch.load(cfg_b.model_filename, weights_only=True)
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
 
 
 def test_sigkill_then_resume_ends_equal_to_an_uninterrupted_run(pairs_folder, tmp_path):
