@@ -3,6 +3,7 @@
 import csv
 import copy
 import json
+import math
 import os
 import signal
 import socket
@@ -104,7 +105,7 @@ def frozen_step(cfg, model, batch):
     """One training step of train.py with lr 0 (the weights stay put); returns (loss, tokens)."""
     runtime = Runtime(cfg)
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.0)
-    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    scaler = torch.amp.GradScaler("cpu", enabled=runtime.precision.grad_scaler)
     state = TrainingState(model, optimizer, None, scaler, Progress(), {}, "")
     model.train()
     net, output_layer = training_net(model, runtime)
@@ -316,3 +317,91 @@ def test_linear_cross_entropy_equals_cross_entropy_of_logits(chunk_rows):
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-6)
     for g, e in zip(got_grads, grads):
         torch.testing.assert_close(g, e, atol=1e-6, rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------------------------
+# fp16 with a gradient scaler, on the CPU: the code path a Colab T4 runs
+
+def logged_losses(cfg):
+    return [float(row["loss"]) for row in csv.DictReader(open(cfg.log_filename)) if row["loss"]]
+
+
+def test_fp16_training_follows_fp32_over_a_few_steps(pairs_folder, tmp_path):
+    runs = {}
+    for precision in ("fp32", "fp16"):
+        (tmp_path / precision).mkdir()
+        runs[precision] = tiny_run_config(fresh_copy(pairs_folder, tmp_path / precision), precision=precision,
+                                          dropout_p=0.0, num_epochs=1, max_steps=10)
+        train_model(runs[precision])
+    fp32, fp16 = logged_losses(runs["fp32"]), logged_losses(runs["fp16"])
+    assert len(fp16) == 10 and fp16[-1] < fp16[0] - 0.3
+    np.testing.assert_allclose(fp16, fp32, atol=0.02)  # fp16 logits: about 3 significant digits
+    assert "scale" in load_file(runs["fp16"].optimizer_filename)["scaler"]  # the scaler was on, and saved
+
+
+def fp16_step_parts(pairs_folder, tmp_path, scaler, lr=1e-2, **overrides):
+    """(config, model, batch, TrainingState, train_step's other arguments) of an fp16 tiny run."""
+    cfg, _, model, batch = padded_batch_and_model(pairs_folder, tmp_path, precision="fp16", **overrides)
+    runtime = Runtime(cfg)
+    assert runtime.precision.autocast and runtime.precision.grad_scaler
+    state = TrainingState(model, torch.optim.AdamW(model.parameters(), lr=lr), None, scaler, Progress(), {}, "")
+    net, output_layer = training_net(model, runtime)
+    return cfg, model, batch, state, (output_layer, cfg, runtime), net
+
+
+def test_an_fp16_step_with_inf_gradients_is_skipped_and_training_goes_on(pairs_folder, tmp_path):
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**40)  # scaled fp16 gradients overflow
+    cfg, model, batch, state, rest, net = fp16_step_parts(pairs_folder, tmp_path, scaler)
+    before = copy.deepcopy(model.state_dict())
+    train_step(net, batch, state, *rest)
+    assert all(torch.equal(value, model.state_dict()[key]) for key, value in before.items()), "inf step applied"
+    assert scaler.get_scale() == 2.0**39  # backed off
+    for _ in range(40):  # the scale halves at every overflow until the gradients fit
+        loss, _ = train_step(net, batch, state, *rest)
+        if not torch.equal(before["fc_out.weight"], model.fc_out.weight):
+            break
+    assert not torch.equal(before["fc_out.weight"], model.fc_out.weight), "training never went on"
+    assert math.isfinite(loss) and all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_fp16_gradients_are_clipped_after_unscaling(pairs_folder, tmp_path):
+    scaler = torch.amp.GradScaler("cpu")  # scale 65536
+    cfg, model, batch, state, rest, net = fp16_step_parts(pairs_folder, tmp_path, scaler, lr=0.0, grad_clip=0.01)
+    train_step(net, batch, state, *rest)
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in model.parameters()]))
+    assert norm == pytest.approx(0.01, rel=1e-3), f"gradient norm {norm:.3g} (clipped before unscaling?)"
+
+
+def test_an_interrupted_fp16_run_resumes_its_gradient_scale_and_ends_equal(pairs_folder, tmp_path, monkeypatch):
+    import functools
+
+    import train
+
+    # A scale that doubles every 2 steps (until an overflow halves it), so the scale at the
+    # checkpoint differs from a new scaler's and a resume that forgot it would train differently.
+    monkeypatch.setattr(torch.amp, "GradScaler", functools.partial(torch.amp.GradScaler, growth_interval=2))
+    configs = []
+    for name in ("straight", "interrupted"):
+        (tmp_path / name).mkdir()
+        configs.append(tiny_run_config(fresh_copy(pairs_folder, tmp_path / name), precision="fp16",
+                                       dropout_p=0.1, num_epochs=1, checkpoint_every=6, val_fraction=0.05))
+    straight, interrupted = configs
+    train_model(straight)
+
+    real_step, calls = train.train_step, []
+
+    def killed_at_step_9(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 9:
+            raise KeyboardInterrupt
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(train, "train_step", killed_at_step_9)
+    with pytest.raises(KeyboardInterrupt):
+        train_model(interrupted)
+    saved = load_file(interrupted.optimizer_filename)
+    assert saved["progress"]["global_step"] == 6 and saved["scaler"]["scale"] != 65536.0
+    monkeypatch.setattr(train, "train_step", real_step)
+    train_model(interrupted)
+    assert load_file(straight.optimizer_filename)["scaler"] == load_file(interrupted.optimizer_filename)["scaler"]
+    assert_same_weights(straight, interrupted)
