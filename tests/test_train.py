@@ -405,3 +405,44 @@ def test_an_interrupted_fp16_run_resumes_its_gradient_scale_and_ends_equal(pairs
     train_model(interrupted)
     assert load_file(straight.optimizer_filename)["scaler"] == load_file(interrupted.optimizer_filename)["scaler"]
     assert_same_weights(straight, interrupted)
+
+
+# ----------------------------------------------------------------------------------------------
+# torch.compile with batches of varying length
+
+def test_compiled_training_recompiles_a_bounded_number_of_times(pairs_folder, tmp_path, monkeypatch):
+    """Each batch is padded to its longest pair (rounded up to pad_multiple), so one epoch sees
+    several lengths; after the first new length torch marks the length dynamic and compiles no more."""
+    import functools
+
+    import torch._dynamo
+    from torch._dynamo.testing import CompileCounterWithBackend
+
+    import train
+
+    torch._dynamo.reset()
+    counter = CompileCounterWithBackend("inductor")  # the default backend, counted
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend=counter))
+    real_step, seen = train.train_step, []
+
+    def recording_step(net, batch, *args, **kwargs):
+        result = real_step(net, batch, *args, **kwargs)
+        seen.append((batch["source_sequence"].size(1), counter.frame_count))
+        return result
+
+    monkeypatch.setattr(train, "train_step", recording_step)
+    cfg = tiny_run_config(fresh_copy(pairs_folder, tmp_path), compile="on", num_epochs=1, max_steps=14,
+                          max_len=64, pad_multiple=2, length_grouping=False, dropout_p=0.0)
+    try:
+        train_model(cfg)
+    finally:
+        torch._dynamo.reset()
+    lengths = [length for length, _ in seen]
+    assert len(set(lengths)) >= 3, lengths  # the epoch really had batches of several lengths
+    first = seen[0][1]
+    assert first >= 1, "nothing was compiled"
+    second_length = next(i for i, (length, _) in enumerate(seen) if length != lengths[0])
+    assert counter.frame_count <= 2 * first, (seen, "recompiled for more than one new length")
+    assert all(frames == seen[second_length][1] for _, frames in seen[second_length:]), seen
+    logged = logged_losses(cfg)
+    assert np.mean(logged[-3:]) < np.mean(logged[:3])  # and it trained
