@@ -64,6 +64,8 @@ def bytes_per_token(model, context):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--compile", action="store_true",
+                        help="also time torch.compile(dynamic=True) of the model on the cached path")
     args = parser.parse_args()
     print_machine_header("fp32")
     cfg = make_config(device="cpu", dropout_p=0.0)
@@ -86,6 +88,15 @@ def main():
     rows = []
     t_ours, ids_ours = timed(ours, args.repeats)
     rows.append(("this project (KV cache)", t_ours))
+    if args.compile:  # the same decode loop over the compiled model (the first call compiles)
+        compiled = torch.compile(model, dynamic=True)
+        start = time.perf_counter()
+        ids_compiled = [s.token_id for s in generate(compiled, prompt, NO_END, greedy, use_cache=True)]
+        print(f"torch.compile(dynamic=True): first answer (compiling) {time.perf_counter() - start:.0f} s")
+        t_compiled, ids_compiled = timed(lambda: [s.token_id for s in generate(compiled, prompt, NO_END, greedy)],
+                                         args.repeats)
+        assert ids_compiled == ids_ours, "compiled and eager decoding disagree"
+        rows.append(("this project, compiled", t_compiled))
     t_template, ids_template = timed(template_loop, args.repeats)
     assert ids_ours == ids_template, "cached and uncached greedy decoding disagree"
     rows.append(("template loop", t_template))
