@@ -20,7 +20,6 @@ shows them), in fp32, with --batch_size pairs per batch.
 
 import argparse
 import math
-import types
 
 import numpy as np
 import torch
@@ -28,7 +27,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from checkpoint import load_trained_model
-from config import parse_cli
+from config import Config, parse_cli
 from data_sources import load_qa_pairs
 from dataset import IGNORE_INDEX, QADataset
 from tokenizer import load_tokenizer, special_token_ids
@@ -69,7 +68,7 @@ def main():
     for note in info["notes"]:
         print(note)
     # Every pair is scored, and cut at the model's own max_len whatever the preset says.
-    model_config = types.SimpleNamespace(**{**vars(config), **info["model_shape"], "model_train_fraction": 1.0})
+    model_config = Config(**{**vars(config), **info["model_shape"], "model_train_fraction": 1.0})
     pairs = load_qa_pairs(config.dataset, config.split)
     dataset = QADataset(model_config, tokenizer, pairs=pairs)
     sep_id = special_token_ids(tokenizer, config)["sep"]

@@ -170,7 +170,7 @@ class TransformerModel(nn.Module):
         )
         self.fc_out = nn.Linear(self.embed_size, self.vocab_size)
         self.register_buffer("causal_mask", self.generate_causal_mask(self.max_len))
-        self.register_load_state_dict_pre_hook(_strip_wrapper_prefixes)
+        self.register_load_state_dict_pre_hook(_standardize_keys_hook)
 
     def forward(self, x, padding_mask=None, cache=None):
         # x: (B, T) token ids; padding_mask: (B, T) bool, True at [PAD], or None.
@@ -239,7 +239,7 @@ def standardize_keys(state_dict, prefix=""):
     return state_dict
 
 
-def _strip_wrapper_prefixes(module, state_dict, prefix, *args):
+def _standardize_keys_hook(module, state_dict, prefix, *args):
     """load_state_dict hook: template, compiled, DDP and reference checkpoints load directly."""
     standardize_keys(state_dict, prefix)
 

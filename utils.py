@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.distributed as dist
+from tqdm.auto import tqdm
 
 
 class UserError(Exception):
@@ -130,8 +132,6 @@ class Runtime:
     """Where and how this process trains; under torchrun, one of several ranks."""
 
     def __init__(self, config):
-        import torch.distributed as dist
-
         self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -152,22 +152,16 @@ class Runtime:
 
     def log(self, message):
         if self.is_main:
-            from tqdm.auto import tqdm
-
             tqdm.write(message)
 
     def all_sum(self, *values):
         """Sum floats over all ranks (identity in a single process)."""
-        import torch.distributed as dist
-
         tensor = torch.tensor(values, dtype=torch.float64, device=self.device)
         if self.distributed:
             dist.all_reduce(tensor)
         return tensor.tolist()
 
     def barrier(self):
-        import torch.distributed as dist
-
         if self.distributed:
             dist.barrier()
 
@@ -182,8 +176,6 @@ class Runtime:
         return CompiledOrEager(module, self.log) if self.compile else module
 
     def close(self):
-        import torch.distributed as dist
-
         if self.distributed and dist.is_initialized():
             dist.destroy_process_group()
 
