@@ -1,0 +1,854 @@
+"""What check_assignment.py checks: each requirement of the assignment, run on anyone's files.
+
+Each check is a function of a `Submission` (the folder and notebook under test) registered with
+`@check(name, requires)`. It returns when the code meets the requirement and raises `Failed(got,
+first_input)` when it does not: what the code did, and the first input on which it differs from the
+assignment's worked example, its formula, or this project's reference implementation. Anything else
+the student's code raises is an error of that check. check_assignment.py runs every check in its
+own process with a time limit, so a crash or an endless loop stops only that check.
+
+Example (in a child process, after `isolate`):  CHECKS["inference.top_p"].run(Submission(folder))
+"""
+
+import ast
+import copy
+import importlib
+import math
+import os
+import sys
+import types
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+MAX_LEN = 24  # QADataset checks: short enough that hand-made pairs hit every boundary
+TEMPLATE_DEFAULTS = dict(vocab_size=20_000, embed_size=512, num_heads=8, num_layers=5, dropout_p=0.1,
+                         max_len=128)
+TEMPLATE_PARAMS = 36_261_920  # TransformerModel at TEMPLATE_DEFAULTS (embedding, 5 blocks, fc_out)
+TOP_P_LOGITS = [-1.0, 2.0, -3.0, 3.0, -3.0, 0.0, 2.0, 1.0]  # the assignment's worked example
+TOP_P_DRAWS, TOP_P_TOLERANCE = 3000, 0.04  # 0.04 is over 4.5 standard errors at 3,000 draws
+FP32 = dict(atol=1e-5, rtol=1e-5)
+TINY_VOCAB = 40  # the model checks' TransformerModel: vocab 40, embed 16, 2 heads, 2 layers, max_len 12
+
+
+@dataclass
+class Check:
+    name: str
+    part: str  # "Part 1" or "Part 2"
+    requires: str  # the assignment's requirement, in words a student can act on
+    run: object
+
+
+CHECKS = {}  # name -> Check, in the order of the report card
+
+
+def check(name, requires):
+    def register(function):
+        part = "Part 1" if name.startswith("notebook.") else "Part 2"
+        CHECKS[name] = Check(name, part, requires, function)
+        return function
+    return register
+
+
+class Failed(Exception):
+    """The code runs but does not do what the assignment requires."""
+
+    def __init__(self, got, first_input=""):
+        super().__init__(got)
+        self.got, self.first_input = got, first_input
+
+
+class Skipped(Exception):
+    """The files this check needs were not given (no Part 2 folder, no notebook)."""
+
+
+class MissingCode(Exception):
+    """A file, class or function the template names is not there."""
+
+
+# ----------------------------------------------------------------------------------------------
+# The reference (this project's own modules), loaded before the student's folder is put on the path
+
+
+class Reference:
+    """This project's implementation, imported from ROOT before `isolate` hides its module names."""
+
+    def __init__(self, notebook=False):
+        import config as config_module
+        import dataset
+        import model
+        import tokenizer
+
+        self.make_config = config_module.make_config
+        self.QADataset, self.build_sequence = dataset.QADataset, dataset.build_sequence
+        self.DecoderBlock, self.sinusoidal_table = model.DecoderBlock, model.sinusoidal_table
+        self.fit_tokenizer = tokenizer.fit_tokenizer
+        from data_sources import QAPairs
+        self.QAPairs = QAPairs
+        if notebook:  # Part 1 checks only: our notebook's definitions (imports matplotlib, datasets)
+            from imdb_notebook import load_definitions
+            self.notebook = load_definitions()
+
+
+def isolate(student_folder, patch_datasets=True):
+    """Forget this project's modules and put the student's folder first on the import path, so
+    `import dataset` imports theirs. The Reference keeps what it already imported."""
+    ours = {"check_assignment", "assignment_checks"}
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None) or ""
+        if (name not in ours and path.startswith(ROOT + os.sep)
+                and not path.startswith(os.path.join(ROOT, ".venv"))):
+            del sys.modules[name]
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != ROOT]
+    if student_folder:
+        sys.path.insert(0, student_folder)
+    if not patch_datasets:
+        return
+    # The template loads data with datasets.load_dataset / load_from_disk, from the Hub; here they
+    # return the checker's own pairs (Submission.qa_rows), so no network is needed.
+    import datasets
+
+    def load_dataset(*args, **kwargs):
+        return datasets.DatasetDict({"train": datasets.Dataset.from_list(Submission.qa_rows)})
+
+    def load_from_disk(*args, **kwargs):
+        return datasets.Dataset.from_list(Submission.qa_rows)
+
+    datasets.load_dataset, datasets.load_from_disk = load_dataset, load_from_disk
+
+
+class Submission:
+    """The files under test: a folder with the Part 2 scripts and/or a Part 1 notebook."""
+
+    qa_rows = []  # what the patched datasets.load_dataset returns (see isolate)
+
+    def __init__(self, part2=None, notebook=None, tokenizer_file=None, reference=None):
+        self.part2, self.notebook, self.tokenizer_file = part2, notebook, tokenizer_file
+        self.ref = reference
+        self._notebook_module = None
+
+    def module(self, name):
+        if not self.part2:
+            raise Skipped("no Part 2 folder given")
+        if not os.path.isfile(os.path.join(self.part2, name + ".py")):
+            raise MissingCode(f"{name}.py is not in {self.part2}")
+        return importlib.import_module(name)
+
+    def get(self, module_name, attribute):
+        module = self.module(module_name)
+        if not hasattr(module, attribute):
+            raise MissingCode(f"{module_name}.py has no {attribute} (the template's name for it)")
+        return getattr(module, attribute)
+
+    def config(self, **changes):
+        """A copy of the student's `config` (template defaults without config.py), changed."""
+        if self.part2 and os.path.isfile(os.path.join(self.part2, "config.py")):
+            cfg = copy.copy(self.get("config", "config"))
+        else:
+            cfg = types.SimpleNamespace(**TEMPLATE_DEFAULTS, sep_token="[SEP]", end_token="[END]",
+                                        pad_token="[PAD]", unk_token="[UNK]", split="train",
+                                        model_train_fraction=1.0, seed=0)
+        for key, value in {"device": "cpu", **changes}.items():
+            setattr(cfg, key, value)
+        return cfg
+
+    def notebook_module(self):
+        if not self.notebook:
+            raise Skipped("no Part 1 notebook given")
+        if self._notebook_module is None:  # once: class identities must stay the same
+            self._notebook_module = load_notebook_definitions(self.notebook)
+        return self._notebook_module
+
+    def notebook_get(self, name):
+        module = self.notebook_module()
+        if not hasattr(module, name):
+            raise MissingCode(f"the notebook defines no {name} (the template's name for it)")
+        return getattr(module, name)
+
+
+def notebook_code(path):
+    """The notebook's code cells, with Jupyter's `!shell` and `%magic` lines left out."""
+    import nbformat
+
+    notebook = nbformat.read(path, as_version=4)
+    cells = []
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            lines = [line for line in cell.source.splitlines() if not line.lstrip().startswith(("!", "%"))]
+            cells.append("\n".join(lines))
+    return cells
+
+
+def load_notebook_definitions(path):
+    """The notebook's imports, classes, functions and plain constants, without running anything else
+    (no data loading, no training): every other statement of every code cell is left out.
+
+    Example: a cell `MAX_LENGTH = 256` and `def create_mask(...)` is kept, `model = train(...)` is not.
+    """
+    module = types.ModuleType("student_notebook")
+    module.__file__ = path
+    for number, source in enumerate(notebook_code(path)):
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:
+            continue
+        for node in tree.body:
+            if not _is_definition(node):
+                continue
+            code = compile(ast.Module(body=[node], type_ignores=[]), f"notebook cell {number}", "exec")
+            try:
+                exec(code, module.__dict__)  # the student's own notebook, in this throwaway process
+            except Exception:  # noqa: BLE001 - a failing import or constant must not stop the others
+                pass
+    return module
+
+
+def _is_definition(node):
+    if isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef)):
+        return True
+    if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        no_calls = not any(isinstance(n, ast.Call) for n in ast.walk(node.value))
+        return all(isinstance(t, ast.Name) for t in targets) and no_calls
+    return False
+
+
+# ----------------------------------------------------------------------------------------------
+# Words for reports
+
+
+def show(ids, tokenizer=None, limit=18):
+    """Ids as a student reads them, token strings when a tokenizer is given.
+
+    >>> show([7, 0, 9, 1, -100])
+    '[7, 0, 9, 1, -100]'
+    """
+    ids = [int(i) for i in ids]
+    words = [("-100" if i == -100 else tokenizer.id_to_token(i) if tokenizer else str(i)) for i in ids]
+    words = [w.replace("\u0120", "") or w for w in words]
+    more = f", ... ({len(ids)} in all)" if len(words) > limit else ""
+    return "[" + ", ".join(words[:limit]) + more + "]"
+
+
+def close(a, b, tolerance=FP32):
+    return a.shape == b.shape and torch.allclose(a, b, **tolerance)
+
+
+# ----------------------------------------------------------------------------------------------
+# Part 2: QADataset
+
+
+TOKENIZER_TEXTS = [
+    "how many legs does a cat have? four, unless it has lost one.",
+    "what is the capital of norway? oslo is the capital of norway.",
+    "what is the largest dog breed? the english mastiff is the largest dog breed.",
+    "cat cat cat cat cat cat cat cat cat cat cat cat cat cat cat cat cat cat cat cat cat",
+] * 20
+
+
+def tokenizer_for(sub):
+    """The student's tokenizer file when given, else a small BPE tokenizer trained in memory with
+    the template's pipeline and special-token order ([SEP]=0, [END]=1, [PAD]=2, [UNK]=3)."""
+    if sub.tokenizer_file:
+        from tokenizers import Tokenizer
+        return Tokenizer.from_file(sub.tokenizer_file)
+    tokenizer = sub.ref.fit_tokenizer(sub.ref.make_config("tiny"), TOKENIZER_TEXTS, vocab_size=1000,
+                                      min_frequency=1)
+    tokenizer.encode_special_tokens = False  # as the template's: typed "[SEP]" becomes the special id
+    return tokenizer
+
+
+def dataset_cases(tokenizer):
+    """(name, question, answer): a short pair, the exact boundaries, an empty answer, two long ones."""
+    question = "how many legs does a cat have?"
+    n_question = len(tokenizer.encode(question).ids)
+
+    def answer_of(n_tokens):  # "cat cat ..." with exactly n_tokens ids
+        for words in range(0, 4 * MAX_LEN):
+            text = " ".join(["cat"] * words)
+            if len(tokenizer.encode(text).ids) == n_tokens:
+                return text
+        raise RuntimeError(f"the tokenizer makes no answer of {n_tokens} tokens from 'cat cat ...'")
+
+    return [
+        ("a short pair", question, "four, unless it has lost one."),
+        (f"exactly max_len + 1 = {MAX_LEN + 1} tokens", question, answer_of(MAX_LEN + 1 - n_question - 2)),
+        (f"exactly max_len = {MAX_LEN} tokens", question, answer_of(MAX_LEN - n_question - 2)),
+        ("an empty answer", question, ""),
+        ("a long answer", question, " ".join(["oslo is the capital of norway."] * 4)),
+        ("a long question", " ".join(["what is the largest dog breed?"] * 4), "the english mastiff."),
+    ]
+
+
+def built_datasets(sub):
+    """(student's QADataset, reference QADataset, cases, tokenizer) on the same pairs."""
+    QADataset = sub.get("dataset", "QADataset")
+    tokenizer = tokenizer_for(sub)
+    cases = dataset_cases(tokenizer)
+    Submission.qa_rows = [{"question": q, "answer": a} for _, q, a in cases]
+    cfg = sub.config(max_len=MAX_LEN, model_train_fraction=1.0, split="train",
+                     dataset=os.path.join(os.getcwd(), "pairs.jsonl"))
+    import json
+    with open(cfg.dataset, "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(row) + "\n" for row in Submission.qa_rows)
+    theirs = QADataset(cfg, tokenizer)
+    ref_cfg = sub.ref.make_config("tiny", max_len=MAX_LEN, model_train_fraction=1.0)
+    pairs = sub.ref.QAPairs([q for _, q, _ in cases], [a for _, _, a in cases], "checker pairs")
+    ours = sub.ref.QADataset(ref_cfg, tokenizer, pairs=pairs)
+    return theirs, ours, cases, tokenizer
+
+
+def case_input(case, tokenizer):
+    name, question, answer = case
+    n_q, n_a = len(tokenizer.encode(question).ids), len(tokenizer.encode(answer).ids)
+    return (f"{name}: question {question!r} ({n_q} tokens), answer {answer!r} ({n_a} tokens), "
+            f"max_len {MAX_LEN}")
+
+
+KEYS = ["source_sequence", "target_sequence", "key_padding_mask"]
+
+
+@check("dataset.items", "QADataset(config, tokenizer)[i] is a dict with the keys source_sequence, "
+       "target_sequence, key_padding_mask in this order (train.py unpacks .values()); int64, int64 "
+       "and bool tensors, each of shape (max_len,)")
+def check_dataset_items(sub):
+    theirs, _, cases, tokenizer = built_datasets(sub)
+    if len(theirs) != len(cases):
+        raise Failed(f"len(dataset) is {len(theirs)} for {len(cases)} pairs (model_train_fraction 1.0)")
+    for i, case in enumerate(cases):
+        item = theirs[i]
+        where = case_input(case, tokenizer)
+        if not isinstance(item, dict):
+            raise Failed(f"an item is a {type(item).__name__}, not a dict", where)
+        if list(item) != KEYS:
+            raise Failed(f"the keys are {list(item)}", where)
+        for key, dtype in zip(KEYS, (torch.int64, torch.int64, torch.bool)):
+            value = item[key]
+            if not torch.is_tensor(value):
+                raise Failed(f"{key} is a {type(value).__name__}, not a tensor", where)
+            if value.dtype != dtype:
+                raise Failed(f"{key} has dtype {value.dtype}, not {dtype}", where)
+            if tuple(value.shape) != (MAX_LEN,):
+                raise Failed(f"{key} has shape {tuple(value.shape)}, not ({MAX_LEN},) = (max_len,)", where)
+
+
+@check("dataset.layout", "the sequence is question ids, [SEP], answer ids, [END], then [PAD] up to "
+       "max_len + 1 ids; source = sequence[:-1], target = sequence[1:] with -100 exactly at padding "
+       "targets; key_padding_mask True exactly where the source is [PAD] (a short pair, pairs of "
+       "exactly max_len and max_len + 1 tokens, an empty answer)")
+def check_dataset_layout(sub):
+    theirs, ours, cases, tokenizer = built_datasets(sub)
+    pad = tokenizer.token_to_id("[PAD]")
+    for i, case in enumerate(cases[:4]):
+        got, expected = theirs[i], ours[i]
+        for key in KEYS:
+            a, b = torch.as_tensor(got[key]), expected[key]
+            if a.shape == b.shape and torch.equal(a.long(), b.long()):
+                continue
+            if a.shape != b.shape:
+                raise Failed(f"{key} has shape {tuple(a.shape)}, not ({MAX_LEN},)", case_input(case, tokenizer))
+            position = int((a.long() != b.long()).nonzero()[0])
+            window = slice(max(0, position - 3), position + 6)
+            shown = (lambda t: t[window].tolist()) if key == "key_padding_mask" else (
+                lambda t: show(t[window], tokenizer))
+            hint = layout_hint(key, a, b, expected, pad)
+            raise Failed(f"{key} differs from position {position}: at positions {window.start}.."
+                         f"{min(window.stop, MAX_LEN) - 1} expected {shown(b)}, got {shown(a)}"
+                         + (f". {hint}" if hint else ""), case_input(case, tokenizer))
+
+
+def layout_hint(key, got, expected, item, pad):
+    """The known mistake a difference looks like, in words."""
+    real_target = item["target_sequence"] != -100
+    if key == "target_sequence" and (got[~real_target] == pad).any():
+        return f"Padding targets hold the [PAD] id {pad}; set them to -100 so the loss ignores them"
+    if key == "key_padding_mask":
+        extra = got.bool() & ~expected.bool()
+        if extra.any():
+            return ("The mask marks a real token as padding (the [END] position?); only [PAD] "
+                    "positions of the source may be True")
+    if key == "target_sequence" and (expected[got == -100] != -100).any():
+        return "-100 is set at real targets ([END] is a real target: the model learns to stop there)"
+    return ""
+
+
+@check("dataset.truncation", "a pair longer than max_len + 1 tokens is cut so that [SEP] stays in "
+       "and [END] is still the last target: no padding, no -100, question tokens before [SEP], "
+       "the start of the answer after it")
+def check_dataset_truncation(sub):
+    theirs, _, cases, tokenizer = built_datasets(sub)
+    sep, end = tokenizer.token_to_id("[SEP]"), tokenizer.token_to_id("[END]")
+    for i, case in list(enumerate(cases))[4:]:
+        item, where = theirs[i], case_input(case, tokenizer)
+        source, target = item["source_sequence"].long(), item["target_sequence"].long()
+        sequence = source.tolist() + target[-1:].tolist()
+        if target.shape != (MAX_LEN,):
+            raise Failed(f"target_sequence has shape {tuple(target.shape)}", where)
+        if sequence.count(sep) != 1:
+            raise Failed(f"the sequence holds [SEP] {sequence.count(sep)} times: "
+                         f"{show(sequence, tokenizer, limit=MAX_LEN + 1)}", where)
+        if int(target[-1]) != end:
+            raise Failed(f"the last target is {show(target[-1:], tokenizer)}, not [END] (whole sequence "
+                         f"{show(sequence, tokenizer, limit=MAX_LEN + 1)}): the model never learns to stop "
+                         "on long pairs", where)
+        if bool(item["key_padding_mask"].any()) or bool((target == -100).any()):
+            raise Failed(f"a full-length pair has padding or -100 targets: {show(target, tokenizer)}", where)
+        question_ids, answer_ids = (tokenizer.encode(text).ids for text in case[1:])
+        before, after = sequence[:sequence.index(sep)], sequence[sequence.index(sep) + 1:-1]
+        if not _is_sublist(before, question_ids) or after != answer_ids[:len(after)]:
+            raise Failed(f"the kept tokens are not question tokens, [SEP], the start of the answer, [END]: "
+                         f"{show(sequence, tokenizer, limit=MAX_LEN + 1)}", where)
+
+
+def _is_sublist(part, whole):
+    return any(whole[i:i + len(part)] == part for i in range(len(whole) - len(part) + 1))
+
+
+# ----------------------------------------------------------------------------------------------
+# Part 2: the model
+
+
+def tiny_model(sub, **changes):
+    TransformerModel = sub.get("model", "TransformerModel")
+    cfg = sub.config(vocab_size=TINY_VOCAB, embed_size=16, num_heads=2, num_layers=2, dropout_p=0.1, max_len=12,
+                     **changes)
+    torch.manual_seed(0)
+    return TransformerModel(cfg).eval(), cfg
+
+
+def causal_mask_of(sub):
+    """generate_causal_mask as the template has it: a method of TransformerModel (or a function)."""
+    module = sub.module("model")
+    if hasattr(module, "generate_causal_mask"):
+        return module.generate_causal_mask
+    model, _ = tiny_model(sub)
+    if not hasattr(model, "generate_causal_mask"):
+        raise MissingCode("model.py has no generate_causal_mask (a method of TransformerModel)")
+    return model.generate_causal_mask
+
+
+@check("model.causal_mask", "generate_causal_mask(n) is an (n, n) bool tensor, True strictly above "
+       "the diagonal (True = may not attend); a float mask is added to the scores and lets the "
+       "future leak")
+def check_causal_mask(sub):
+    generate = causal_mask_of(sub)
+    for n in (1, 2, 5):
+        mask = generate(n)
+        expected = torch.ones(n, n).triu(diagonal=1).bool()
+        if not torch.is_tensor(mask) or mask.dtype != torch.bool:
+            kind = mask.dtype if torch.is_tensor(mask) else type(mask).__name__
+            raise Failed(f"generate_causal_mask({n}) has dtype {kind}, not torch.bool (add .bool())",
+                         f"seq_len {n}")
+        if mask.shape != expected.shape or not torch.equal(mask, expected):
+            raise Failed(f"generate_causal_mask({n}) is {mask.int().tolist()}, expected "
+                         f"{expected.int().tolist()}", f"seq_len {n}")
+
+
+@check("model.positional_encoding", "PositionalEncoding(embed_size, max_len) adds PE[pos, 2i] = "
+       "sin(pos / 10000^(2i/d)), PE[pos, 2i+1] = cos(pos / 10000^(2i/d)) to its input, stored "
+       "with register_buffer (not a parameter)")
+def check_positional_encoding(sub):
+    check_sinusoid(sub.get("model", "PositionalEncoding"), sub.ref.sinusoidal_table)
+
+
+def check_sinusoid(PositionalEncoding, table_of):
+    d, max_len, T = 16, 50, 20
+    encoding = PositionalEncoding(d, max_len)
+    where = f"PositionalEncoding({d}, {max_len}) on zeros of shape (2, {T}, {d})"
+    if any(p.numel() == max_len * d for p in encoding.parameters()):
+        raise Failed("the table is a parameter: the optimizer changes it; store it with register_buffer",
+                     where)
+    if not any(b.numel() == max_len * d for b in encoding.buffers()):
+        raise Failed("no buffer holds the (max_len, embed_size) table; store it with register_buffer", where)
+    added = encoding(torch.zeros(2, T, d))
+    added = added[0] if added.dim() == 3 else added
+    expected = table_of(max_len, d)[:T]
+    if close(added.float(), expected, dict(atol=1e-4, rtol=1e-4)):
+        return
+    for name, variant in sinusoid_variants(max_len, d).items():
+        if close(added.float(), variant[:T], dict(atol=1e-4, rtol=1e-4)):
+            raise Failed(f"the table is {name}", where)
+    if added.shape != expected.shape:
+        raise Failed(f"the output has shape {tuple(added.shape)}, not (2, {T}, {d})", where)
+    pos, dim = (int(i) for i in ((added - expected).abs() > 1e-4).nonzero()[0])
+    raise Failed(f"PE[{pos}, {dim}] is {float(added[pos, dim]):.5f}, the formula gives "
+                 f"{float(expected[pos, dim]):.5f}", where)
+
+
+def sinusoid_variants(max_len, d):
+    """Tables that look right but are not the paper's, by the mistake that makes them."""
+    pos = torch.arange(max_len, dtype=torch.float64)[:, None]
+    i = torch.arange(0, d, 2, dtype=torch.float64)
+    angles = pos / 10000 ** (i / d)
+    interleave = lambda first, second: torch.stack([first, second], -1).reshape(max_len, d).float()  # noqa: E731
+    per_column = pos / 10000 ** (torch.arange(d, dtype=torch.float64) / d)
+    alternating = torch.where(torch.arange(d) % 2 == 0, per_column.sin(), per_column.cos()).float()
+    return {
+        "the paper's with sin and cos swapped (cos at even dimensions)": interleave(angles.cos(), angles.sin()),
+        "sin of all frequencies then cos of all frequencies (halves, not interleaved)":
+            torch.cat([angles.sin(), angles.cos()], 1).float(),
+        "built with exponent j/d for column j (the paper uses 2i/d for columns 2i and 2i+1)": alternating,
+    }
+
+
+@check("model.parameters", f"TransformerModel at the template's default config has {TEMPLATE_PARAMS:,} "
+       "parameters (embedding 10,240,000; each of 5 blocks 3,152,384; fc_out 10,260,000)")
+def check_parameter_count(sub):
+    TransformerModel = sub.get("model", "TransformerModel")
+    model = TransformerModel(sub.config(**TEMPLATE_DEFAULTS))
+    count = sum(p.numel() for p in model.parameters())
+    if count != TEMPLATE_PARAMS:
+        parts = ", ".join(f"{name} {sum(p.numel() for p in child.parameters()):,}"
+                          for name, child in model.named_children() if any(True for _ in child.parameters()))
+        raise Failed(f"{count:,} parameters ({count - TEMPLATE_PARAMS:+,}): {parts}",
+                     "vocab_size 20000, embed_size 512, num_heads 8, num_layers 5, max_len 128")
+
+
+def logits_of(model, x, padding_mask=None):
+    with torch.no_grad():
+        out = model(x) if padding_mask is None else model(x, padding_mask=padding_mask)
+    out = out[0] if isinstance(out, tuple) else out
+    if out.shape != (*x.shape, TINY_VOCAB):
+        raise Failed(f"the model returns shape {tuple(out.shape)} for ids of shape {tuple(x.shape)}; "
+                     f"logits must be (B, T, vocab_size) = (B, T, {TINY_VOCAB})")
+    return out
+
+
+@check("model.no_future_leak", "the logits at position t depend only on tokens 0..t, with no padding "
+       "mask and with one (a float causal mask leaks once a padding mask is passed)")
+def check_no_future_leak(sub):
+    model, _ = tiny_model(sub)
+    torch.manual_seed(1)
+    x = torch.randint(4, 40, (2, 10))
+    for label, mask in (("no padding mask", None), ("a padding mask of all False",
+                                                     torch.zeros(2, 10, dtype=torch.bool))):
+        base = logits_of(model, x, mask)
+        for t in range(9):
+            changed = x.clone()
+            changed[:, t + 1:] = (changed[:, t + 1:] + 7) % 36 + 4
+            out = logits_of(model, changed, mask)
+            leak = float((out[:, :t + 1] - base[:, :t + 1]).abs().max())
+            if leak > 1e-5:
+                raise Failed(f"changing tokens {t + 1}..9 changes the logits at positions 0..{t} by up to "
+                             f"{leak:.3g}: the model sees the future (is the causal mask bool?)",
+                             f"2 random sequences of 10 tokens, {label}, eval mode")
+
+
+@check("model.padding", "[PAD] tokens after a question, marked in the padding mask, do not change "
+       "the logits of the real positions")
+def check_padding(sub):
+    model, cfg = tiny_model(sub)
+    torch.manual_seed(2)
+    real = torch.randint(4, 40, (1, 6))
+    padded = torch.cat([real, torch.full((1, 4), 2)], dim=1)
+    mask = torch.arange(10)[None, :] >= 6
+    alone, with_pads = logits_of(model, real), logits_of(model, padded, mask)[:, :6]
+    if not torch.isfinite(with_pads).all() or not close(with_pads, alone):
+        difference = float((with_pads - alone).abs().nan_to_num(float("inf")).max())
+        raise Failed(f"the real positions' logits change by up to {difference:.3g} when 4 [PAD] are "
+                     "appended and masked", "1 sequence of 6 random tokens, then 4 x [PAD], eval mode")
+
+
+@check("model.block_layout", "DecoderBlock follows Figure 4 (GPT-2 style): h = LN2(x + "
+       "Dropout(MHA(LN1(x)))), out = h + Dropout(MLP(h)), MLP = Linear(d, 4d), GELU, Linear(4d, d), "
+       "with torch.nn.MultiheadAttention(batch_first=True)")
+def check_block_layout(sub):
+    DecoderBlock = sub.get("model", "DecoderBlock")
+    d, T = 16, 6
+    torch.manual_seed(3)
+    block = DecoderBlock(d, 2, 0.1).eval()
+    attention, norms, linears = block_parts(block, d)
+    with torch.no_grad():
+        for norm in norms:
+            norm.weight.uniform_(0.5, 1.5)
+            norm.bias.normal_()
+    x = torch.randn(2, T, d)
+    mask = torch.ones(T, T).triu(diagonal=1).bool()
+    with torch.no_grad():
+        got = block(x, mask, None)
+    where = f"a DecoderBlock({d}, 2, 0.1) in eval mode, x of shape (2, {T}, {d}), causal mask, no padding"
+    if not attention.batch_first:
+        raise Failed("nn.MultiheadAttention is built without batch_first=True, so (B, T, C) input is read "
+                     "as (T, B, C)", where)
+    ours = sub.ref.DecoderBlock(d, 2, 0.0).eval()
+    ours.attention.load_state_dict(attention.state_dict())
+    ours.ffn[0].load_state_dict(linears[0].state_dict())
+    ours.ffn[2].load_state_dict(linears[1].state_dict())
+    for first, second in (norms, norms[::-1]):
+        ours.norm1.load_state_dict(first.state_dict())
+        ours.norm2.load_state_dict(second.state_dict())
+        with torch.no_grad():
+            if close(got, ours(x, mask, None)):
+                return
+    layout = which_layout(x, mask, attention, norms, linears, got)
+    raise Failed(f"the block computes {layout}" if layout else
+                 "the output matches neither Figure 4 nor the usual pre-norm or post-norm layouts "
+                 "(check the residual connections, the LayerNorms and the MLP's GELU)", where)
+
+
+def block_parts(block, d):
+    """(the MultiheadAttention, the two LayerNorms, the MLP's two Linear layers) of a block."""
+    attentions = [m for m in block.modules() if isinstance(m, nn.MultiheadAttention)]
+    if len(attentions) != 1:
+        raise Failed(f"DecoderBlock holds {len(attentions)} torch.nn.MultiheadAttention modules; Part 2 "
+                     "asks for exactly one")
+    inside = {id(m) for m in attentions[0].modules()}
+    norms = [m for m in block.modules() if isinstance(m, nn.LayerNorm)]
+    linears = [m for m in block.modules() if isinstance(m, nn.Linear) and id(m) not in inside]
+    shapes = sorted(tuple(m.weight.shape) for m in linears)
+    if len(norms) != 2 or shapes != [(d, 4 * d), (4 * d, d)]:
+        raise Failed(f"DecoderBlock({d}, ...) has {len(norms)} LayerNorms and MLP weights of shapes {shapes}; "
+                     f"Figure 4 has 2 LayerNorms and Linear({d}, {4 * d}), Linear({4 * d}, {d})")
+    linears.sort(key=lambda m: m.weight.shape[0], reverse=True)  # Linear(d, 4d) first
+    return attentions[0], norms, linears
+
+
+def which_layout(x, mask, attention, norms, linears, got):
+    """Name the known layout the block computes, or "" (for the report)."""
+    def mha(h):
+        return attention(h, h, h, attn_mask=mask, need_weights=False)[0]
+
+    def mlp(h):
+        return linears[1](nn.functional.gelu(linears[0](h)))
+
+    for ln1, ln2 in (norms, norms[::-1]):
+        with torch.no_grad():
+            s = x + mha(ln1(x))
+            pre_norm = s + mlp(ln2(s))
+            h = ln1(x + mha(x))
+            post_norm = ln2(h + mlp(h))
+        if close(got, pre_norm):
+            return ("the standard pre-norm layout, out = s + MLP(LN2(s)) with s = x + MHA(LN1(x)); Figure 4 "
+                    "puts LN2 on the residual stream: h = LN2(x + MHA(LN1(x))), out = h + MLP(h)")
+        if close(got, post_norm):
+            return ("the post-norm layout of the original Transformer, LN(x + MHA(x)); Figure 4 normalises "
+                    "before attention: h = LN2(x + MHA(LN1(x))), out = h + MLP(h)")
+    return ""
+
+
+# ----------------------------------------------------------------------------------------------
+# Part 2: sampling
+
+
+@check("inference.greedy", "greedy_sampling(logits) returns the id of the largest logit as a tensor "
+       "with one element (the caller uses .view(1, 1) and .item())")
+def check_greedy(sub):
+    greedy = sub.get("inference", "greedy_sampling")
+    generator = torch.Generator().manual_seed(4)
+    for trial in range(5):
+        logits = torch.randn(50, generator=generator)
+        token = greedy(logits)
+        where = f"logits = torch.randn(50) (trial {trial}), argmax {int(logits.argmax())}"
+        if not torch.is_tensor(token) or token.numel() != 1:
+            kind = f"a tensor of shape {tuple(token.shape)}" if torch.is_tensor(token) else type(token).__name__
+            raise Failed(f"greedy_sampling returns {kind}, not a one-element tensor", where)
+        if token.is_floating_point() or int(token.view(1, 1)) != int(logits.argmax()):
+            raise Failed(f"greedy_sampling returns {token!r}", where)
+
+
+@check("inference.top_p", f"top_p_sampling(logits, p=0.95, temperature=0.7) on the worked example "
+       f"{TOP_P_LOGITS} keeps exactly {{3, 1, 6}} (the token that crosses p is kept) and draws each in "
+       f"proportion to its renormalised probability (3: 0.676, 1 and 6: 0.162 each; {TOP_P_DRAWS:,} "
+       f"seeded draws, each frequency within +-{TOP_P_TOLERANCE})")
+def check_top_p(sub):
+    top_p = sub.get("inference", "top_p_sampling")
+    import random
+
+    import numpy as np
+    torch.manual_seed(0)
+    random.seed(0)
+    np.random.seed(0)
+    logits = torch.tensor(TOP_P_LOGITS)
+    where = f"logits {TOP_P_LOGITS}, p 0.95, temperature 0.7, {TOP_P_DRAWS:,} draws"
+    counts = torch.zeros(len(TOP_P_LOGITS))
+    for _ in range(TOP_P_DRAWS):
+        token = top_p(logits.clone(), 0.95, 0.7)
+        if not torch.is_tensor(token) or token.numel() != 1:
+            raise Failed(f"top_p_sampling returns {token!r}, not a one-element tensor", where)
+        counts[int(token.view(-1)[0])] += 1
+    drawn = sorted(int(i) for i in counts.nonzero().view(-1))
+    if drawn != [1, 3, 6]:
+        hint = (" (only tokens whose cumulative mass stays below p: the token that crosses p must be kept)"
+                if drawn == [1, 3] else "")
+        raise Failed(f"the draws hold the tokens {drawn}{hint}", where)
+    probabilities = torch.softmax(logits / 0.7, dim=0)[[3, 1, 6]]
+    expected, observed = probabilities / probabilities.sum(), counts[[3, 1, 6]] / TOP_P_DRAWS
+    if (observed - expected).abs().max() > TOP_P_TOLERANCE:
+        raise Failed(f"tokens 3, 1, 6 are drawn with frequencies {observed.tolist()}, not "
+                     f"{[round(p, 3) for p in expected.tolist()]}"
+                     + (" (uniformly, not in proportion to their probabilities)"
+                        if (observed - 1 / 3).abs().max() < TOP_P_TOLERANCE else ""), where)
+
+
+# ----------------------------------------------------------------------------------------------
+# Part 1: the notebook
+
+
+@check("notebook.create_mask", "create_mask(sequences, pad_id) returns a (B, T) bool tensor, True "
+       "exactly at padding")
+def check_create_mask(sub):
+    create_mask = sub.notebook_get("create_mask")
+    sequences = torch.tensor([[2, 9, 7, 0, 0], [2, 5, 0, 0, 0], [2, 4, 6, 8, 3]])
+    for pad_id in (0, 1):
+        ids = sequences if pad_id == 0 else sequences.masked_fill(sequences == 0, 1)
+        mask = create_mask(ids, pad_id)
+        expected = ids == pad_id
+        if not torch.is_tensor(mask) or mask.dtype != torch.bool or not torch.equal(mask, expected):
+            raise Failed(f"got {mask!r}, expected {expected.tolist()}", f"sequences {ids.tolist()}, pad_id {pad_id}")
+
+
+@check("notebook.attention", "MultiheadAttention(dim, num_heads)(query, key, value, key_padding_mask) "
+       "equals torch.nn.MultiheadAttention carrying the same weights (query, key, value, out_proj), with "
+       "and without padding; padded keys get no attention")
+def check_notebook_attention(sub):
+    Attention = sub.notebook_get("MultiheadAttention")
+    torch.manual_seed(5)
+    ours = Attention(12, 3).eval()
+    reference = nn.MultiheadAttention(12, 3, batch_first=True).eval()
+    try:
+        with torch.no_grad():
+            reference.in_proj_weight.copy_(torch.cat([ours.query.weight, ours.key.weight, ours.value.weight]))
+            reference.in_proj_bias.copy_(torch.cat([ours.query.bias, ours.key.bias, ours.value.bias]))
+            reference.out_proj.load_state_dict(ours.out_proj.state_dict())
+    except AttributeError as exc:
+        raise MissingCode(f"MultiheadAttention needs nn.Linear layers named query, key, value and "
+                          f"out_proj, with bias, as the template names them ({exc})") from None
+    x = torch.randn(3, 7, 12)
+    lengths = [7, 4, 1]
+    for label, mask in (("no padding", None), (f"padding after lengths {lengths}",
+                                               torch.arange(7)[None, :] >= torch.tensor(lengths)[:, None])):
+        with torch.no_grad():
+            got = ours(x, x, x, mask)
+            got = got[0] if isinstance(got, tuple) else got
+            expected = reference(x, x, x, key_padding_mask=mask, need_weights=False)[0]
+        if not close(got, expected):
+            difference = float((got - expected).abs().nan_to_num(float("inf")).max())
+            raise Failed(f"the output differs from torch.nn.MultiheadAttention by up to {difference:.3g}",
+                         f"MultiheadAttention(12, 3), x of shape (3, 7, 12), {label}")
+
+
+FORBIDDEN = ("MultiheadAttention", "TransformerEncoder", "TransformerEncoderLayer",
+             "multi_head_attention_forward")
+
+
+@check("notebook.own_attention", "Part 1's attention is written from scratch: no torch.nn."
+       "MultiheadAttention, nn.TransformerEncoder(Layer) or F.multi_head_attention_forward")
+def check_own_attention(sub):
+    if not sub.notebook:
+        raise Skipped("no Part 1 notebook given")
+    for number, source in enumerate(notebook_code(sub.notebook)):
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            used = (node.attr if isinstance(node, ast.Attribute) else
+                    node.name if isinstance(node, ast.alias) else None)
+            if used in FORBIDDEN:
+                line = source.splitlines()[node.lineno - 1].strip() if hasattr(node, "lineno") else used
+                raise Failed(f"code cell {number} uses {used}: {line}", f"the notebook's code cell {number}")
+
+
+@check("notebook.encoder_block", "EncoderBlock follows Figure 2 (pre-norm): s = x + Dropout(MHA(LN1(x))), "
+       "out = s + MLP(LN2(s)), MLP = Linear(d, 4d), GELU, Dropout, Linear(4d, d), Dropout")
+def check_encoder_block(sub):
+    EncoderBlock = sub.notebook_get("EncoderBlock")
+    Attention = sub.notebook_get("MultiheadAttention")
+    d, T = 12, 6
+    torch.manual_seed(6)
+    block = EncoderBlock(d, 3).eval()
+    attentions = [m for m in block.modules() if isinstance(m, Attention)]
+    norms = [m for m in block.modules() if isinstance(m, nn.LayerNorm)]
+    inside = {id(m) for a in attentions for m in a.modules()}
+    linears = sorted((m for m in block.modules() if isinstance(m, nn.Linear) and id(m) not in inside),
+                     key=lambda m: m.weight.shape[0], reverse=True)
+    if len(attentions) != 1 or len(norms) != 2 or len(linears) != 2:
+        raise Failed(f"EncoderBlock has {len(attentions)} MultiheadAttention, {len(norms)} LayerNorms and "
+                     f"{len(linears)} other Linear layers; Figure 2 has 1, 2 and 2")
+    with torch.no_grad():
+        for norm in norms:
+            norm.weight.uniform_(0.5, 1.5)
+            norm.bias.normal_()
+    x = torch.randn(2, T, d)
+    mask = torch.arange(T)[None, :] >= torch.tensor([T, 4])[:, None]
+    where = f"EncoderBlock({d}, 3) in eval mode, x of shape (2, {T}, {d}), padding after lengths [{T}, 4]"
+    with torch.no_grad():
+        got = block(x, mask=mask)
+
+        def mha(h):
+            out = attentions[0](h, h, h, mask)
+            return out[0] if isinstance(out, tuple) else out
+
+        def mlp(h):
+            return linears[1](nn.functional.gelu(linears[0](h)))
+
+        for ln1, ln2 in (norms, norms[::-1]):
+            s = x + mha(ln1(x))
+            if close(got, s + mlp(ln2(s))):
+                return
+        for ln1, ln2 in (norms, norms[::-1]):
+            h = ln1(x + mha(x))
+            if close(got, ln2(h + mlp(h))):
+                raise Failed("the block is post-norm, LN(x + MHA(x)); Figure 2 normalises first: "
+                             "s = x + MHA(LN1(x)), out = s + MLP(LN2(s))", where)
+    raise Failed("the output is not Figure 2's s + MLP(LN2(s)) with s = x + MHA(LN1(x))", where)
+
+
+@check("notebook.positional_encoding", "PositionalEncoding(embed_size, max_len) adds the sinusoidal "
+       "table of the paper (sin at even, cos at odd dimensions, 10000^(2i/d)), built without loops "
+       "and stored with register_buffer")
+def check_notebook_positional_encoding(sub):
+    check_sinusoid(sub.notebook_get("PositionalEncoding"), sub.ref.sinusoidal_table)
+
+
+def word_tokenizer(sub):
+    """A word-level tokenizer as the template trains it ([PAD]=0, [UNK]=1, [CLS]=2)."""
+    texts = ["a great film i loved it", "a boring film i hated it", "the plot was great"] * 5
+    return sub.ref.notebook.train_word_tokenizer(texts, vocab_size=100, min_frequency=1)
+
+
+@check("notebook.dataset", "IMDBDataset(texts, labels, tokenizer, max_length, pad_idx, cls_idx)[i] is a "
+       "tuple (ids, label): ids of length max_length, [CLS] first, then the review's ids, padded with "
+       "[PAD] or truncated")
+def check_imdb_dataset(sub):
+    IMDBDataset = sub.notebook_get("IMDBDataset")
+    tokenizer = word_tokenizer(sub)
+    texts = ["a great film", "the plot was great i loved it a great great film"]
+    dataset = IMDBDataset(texts, [1, 0], tokenizer, 8, 0, 2)
+    for i, text in enumerate(texts):
+        where = f"review {text!r}, max_length 8, pad_idx 0, cls_idx 2"
+        item = dataset[i]
+        if not isinstance(item, (tuple, list)) or len(item) != 2:
+            raise Failed(f"an item is {type(item).__name__}, not a tuple (ids, label)", where)
+        ids, label = item
+        words = tokenizer.encode(text).ids
+        expected = ([2] + words + [0] * 8)[:8]
+        if not torch.is_tensor(ids) or ids.tolist() != expected:
+            raise Failed(f"ids are {ids!r}, expected {expected}", where)
+        if int(label) != [1, 0][i]:
+            raise Failed(f"the label is {label!r}, not {[1, 0][i]}", where)
+
+
+@check("notebook.classify_review", "classify_review(review, model, tokenizer, pad_idx, cls_idx, "
+       "max_length) returns (sentiment, probability) with the probability in [0, 1], in eval mode "
+       "(the same review gives the same answer twice)")
+def check_classify_review(sub):
+    classify_review = sub.notebook_get("classify_review")
+    SentimentTransformer = sub.notebook_get("SentimentTransformer")
+    tokenizer = word_tokenizer(sub)
+    torch.manual_seed(7)
+    model = SentimentTransformer(tokenizer.get_vocab_size(), 16, 12, 3, 1, 0, dropout=0.5)
+    review = "A great film, I loved it!"
+    where = f"review {review!r}, an untrained SentimentTransformer (dropout 0.5) left in training mode"
+    answers = [classify_review(review, model.train(), tokenizer, 0, 2, 16) for _ in range(3)]
+    first = answers[0]
+    if not isinstance(first, (tuple, list)) or len(first) != 2:
+        raise Failed(f"classify_review returns {first!r}, not (sentiment, probability)", where)
+    probability = float(first[1])
+    if not 0.0 <= probability <= 1.0:
+        raise Failed(f"the probability is {probability}", where)
+    if any(float(a[1]) != probability for a in answers):
+        raise Failed(f"the same review gives {[round(float(a[1]), 4) for a in answers]}: call model.eval() "
+                     "so dropout is off", where)

@@ -1,0 +1,221 @@
+"""check_assignment.py: every check passes on this project, and catches planted mistakes.
+
+Each mutant is a copy of this project's own files with one mistake written in (the mistakes the
+assignment warns about and that public solutions made); the test names the check that must fail and
+words its message must hold. All mutant folders are checked in one run of the checker (--json).
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+from helpers import ROOT
+
+PART2 = ["config.py", "tokenizer.py", "dataset.py", "model.py", "inference.py", "utils.py",
+         "data_sources.py", "corpus.py"]
+NOTEBOOK = "imdb_sentiment_encoder.ipynb"
+
+# name: (file, [(this project's text, the mistake)], {check that must fail: words of its message})
+MUTANTS = {
+    "end-marked-as-padding": ("dataset.py", [('"key_padding_mask": ~real[:, :-1]', '"key_padding_mask": ~real[:, 1:]')],
+                              {"dataset.layout": "real token as padding"}),
+    "end-dropped-when-truncating": ("dataset.py", [("answer_ids[: budget - 2 - len(question_ids)]",
+                                                    "answer_ids[: budget - 1 - len(question_ids)]")],
+                                    {"dataset.truncation": "not [END]"}),
+    "sep-dropped-for-long-question": ("dataset.py", [("keep = budget - 2 - min(len(answer_ids), 1)", "keep = budget")],
+                                      {"dataset.truncation": "[SEP] 0 times"}),
+    "pad-id-targets": ("dataset.py", [("sequences[:, 1:].masked_fill(~real[:, 1:], IGNORE_INDEX)", "sequences[:, 1:]")],
+                       {"dataset.layout": "hold the [PAD] id"}),
+    "tensors-one-short": ("dataset.py", [("width=self.max_length)", "width=self.max_length - 1)")],
+                          {"dataset.items": "shape (23,), not (24,)"}),
+    "keys-out-of-order": ("dataset.py", [("value[0] for key, value in item.items()}",
+                                          "value[0] for key, value in reversed(item.items())}")],
+                          {"dataset.items": "the keys are ['key_padding_mask'"}),
+    "mask-not-bool": ("dataset.py", [("value[0] for key, value in item.items()}", "value[0].long() for key, value in item.items()}")],
+                      {"dataset.items": "key_padding_mask has dtype torch.int64"}),
+    "float-causal-mask": ("model.py", [("diagonal=1).bool()", "diagonal=1)")],
+                          {"model.causal_mask": "not torch.bool", "model.no_future_leak": "a padding mask of all False"}),
+    "mask-below-diagonal": ("model.py", [("diagonal=1).bool()", "diagonal=1).bool().T")],
+                            {"model.causal_mask": "expected", "model.no_future_leak": "sees the future"}),
+    "sin-cos-swapped": ("model.py", [("table[:, 0::2] = torch.sin(angles)", "table[:, 0::2] = torch.cos(angles)"),
+                                     ("table[:, 1::2] = torch.cos(angles", "table[:, 1::2] = torch.sin(angles")],
+                        {"model.positional_encoding": "sin and cos swapped"}),
+    "other-frequencies": ("model.py", [("(-math.log(10000.0) / embed_size)", "(-math.log(10000.0) / (2 * embed_size))")],
+                          {"model.positional_encoding": "the formula gives"}),
+    "encoding-is-a-parameter": ("model.py", [('self.register_buffer("positional_encoding", sinusoidal_table(max_len, embed_size))',
+                                              "self.positional_encoding = nn.Parameter(sinusoidal_table(max_len, embed_size))")],
+                                {"model.positional_encoding": "is a parameter"}),
+    "fc-out-without-bias": ("model.py", [("nn.Linear(self.embed_size, self.vocab_size)",
+                                          "nn.Linear(self.embed_size, self.vocab_size, bias=False)")],
+                            {"model.parameters": "36,241,920 parameters (-20,000)"}),
+    "pre-norm-block": ("model.py", [("h = self.norm2(x + self.dropout1(attended))", "h = x + self.dropout1(attended)"),
+                                    ("return h + self.dropout2(self.ffn(h))", "return h + self.dropout2(self.ffn(self.norm2(h)))")],
+                       {"model.block_layout": "standard pre-norm layout"}),
+    "not-batch-first": ("model.py", [("nn.MultiheadAttention(embed_size, num_heads, batch_first=True)",
+                                      "nn.MultiheadAttention(embed_size, num_heads)")],
+                        {"model.block_layout": "batch_first=True"}),
+    "greedy-returns-int": ("inference.py", [("return torch.argmax(logits, dim=-1, keepdim=True)",
+                                             "return int(torch.argmax(logits))")],
+                           {"inference.greedy": "not a one-element tensor"}),
+    "top-p-below-p": ("inference.py", [("mass_before = torch.cumsum(sorted_probs, dim=-1) - sorted_probs",
+                                        "mass_before = torch.cumsum(sorted_probs, dim=-1)")],
+                      {"inference.top_p": "the token that crosses p must be kept"}),
+    "top-p-uniform": ("inference.py", [("torch.multinomial(probs, 1, generator=generator)",
+                                        "torch.multinomial(torch.ones_like(probs), 1, generator=generator)")],
+                      {"inference.top_p": "uniformly"}),
+    "top-p-without-temperature": ("inference.py", [("torch.softmax(logits / temperature, dim=-1)",
+                                                    "torch.softmax(logits, dim=-1)")],
+                                  {"inference.top_p": "the draws hold the tokens [1, 3, 6, 7]"}),
+    # The checker survives the student's code: it raises on import, never returns, lacks a function.
+    "inference-raises-on-import": ("inference.py", [('"""Decoding', 'raise RuntimeError("broken on purpose")\n"""Decoding')],
+                                   {"inference.greedy": "RuntimeError: broken on purpose (at inference.py line 1"}),
+    "greedy-never-returns": ("inference.py", [("    return torch.argmax(logits, dim=-1, keepdim=True)",
+                                               "    while True:\n        pass")],
+                             {"inference.greedy": "did not finish within"}),
+    "top-p-missing": ("inference.py", [("def top_p_sampling(", "def top_p_sample(")],
+                      {"inference.top_p": "inference.py has no top_p_sampling"}),
+    # Part 1: the notebook
+    "create-mask-inverted": (NOTEBOOK, [("return sequences == pad_id", "return sequences != pad_id")],
+                             {"notebook.create_mask": "expected"}),
+    "attention-ignores-padding": (NOTEBOOK, [("if key_padding_mask is not None:", "if False:")],
+                                  {"notebook.attention": "padding after lengths [7, 4, 1]"}),
+    "attention-unscaled": (NOTEBOOK, [("q @ k.transpose(-2, -1) / math.sqrt(D)", "q @ k.transpose(-2, -1)")],
+                           {"notebook.attention": "differs from torch.nn.MultiheadAttention"}),
+    "torch-attention-in-part-1": (NOTEBOOK, [("self.attention = MultiheadAttention(dim, num_heads)",
+                                              "self.attention = nn.MultiheadAttention(dim, num_heads, batch_first=True)")],
+                                  {"notebook.own_attention": "uses MultiheadAttention"}),
+    "encoder-post-norm": (NOTEBOOK, [("h = self.norm1(x)  # (B, T, C)", "h = x"),
+                                     ("return x + self.mlp(self.norm2(x))",
+                                      "x = self.norm1(x)\n        return self.norm2(x + self.mlp(x))")],
+                          {"notebook.encoder_block": "post-norm"}),
+    "notebook-encoding-is-a-parameter": (NOTEBOOK, [('self.register_buffer("pe", pe)', "self.pe = nn.Parameter(pe)")],
+                                         {"notebook.positional_encoding": "is a parameter"}),
+    "reviews-without-cls": (NOTEBOOK, [("token_ids = [[cls_idx] + truncate(e.ids, max_length - 1, head)",
+                                        "token_ids = [truncate(e.ids, max_length, head)")],
+                            {"notebook.dataset": "expected [2,"}),
+    "classify-in-training-mode": (NOTEBOOK, [("    model.eval()\n    sequence, mask = encode_review(",
+                                              "    sequence, mask = encode_review(")],
+                                  {"notebook.classify_review": "call model.eval()"}),
+}
+
+
+BROKEN = ["inference-raises-on-import", "greedy-never-returns", "top-p-missing"]
+
+
+def make_mutant(folder, file, replacements):
+    """Copy this project's Part 2 files (or its notebook) into `folder` with the mistake written in."""
+    folder.mkdir()
+    for name in ([NOTEBOOK] if file == NOTEBOOK else PART2):
+        shutil.copy(os.path.join(ROOT, name), folder / name)
+    if file == NOTEBOOK:
+        notebook = nbformat.read(folder / NOTEBOOK, as_version=4)
+        for old, new in replacements:
+            cells = [c for c in notebook.cells if c.cell_type == "code" and old in c.source]
+            assert len(cells) == 1 and cells[0].source.count(old) == 1, f"{old!r} is not in exactly one place"
+            cells[0].source = cells[0].source.replace(old, new)
+        nbformat.write(notebook, folder / NOTEBOOK)
+        return
+    text = (folder / file).read_text()
+    for old, new in replacements:
+        assert text.count(old) == 1, f"{old!r} is not in {file} exactly once: update the mutant"
+        text = text.replace(old, new)
+    (folder / file).write_text(text)
+
+
+def run_checker(*args, env=None):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "check_assignment.py"), *map(str, args)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=600,
+                          env=dict(os.environ, **(env or {})))
+
+
+@pytest.fixture(scope="module")
+def reports(tmp_path_factory):
+    """{folder name: report}: the checker run once over this project and every mutant."""
+    base = tmp_path_factory.mktemp("mutants")
+    for name, (file, replacements, _) in MUTANTS.items():
+        make_mutant(base / name, file, replacements)
+    # One run for this project and the broken-code mutants (every check), one per group of checks
+    # for the other mutants (only the checks of the file they change), to keep the test short.
+    groups = {"all": ["this project", *BROKEN]}
+    for name, (_, _, expected) in MUTANTS.items():
+        if name not in BROKEN:
+            groups.setdefault(next(iter(expected)).split(".")[0] + ".", []).append(name)
+    reports = {}
+    for only, names in groups.items():
+        folders = [ROOT if n == "this project" else base / n for n in names]
+        result = run_checker(*folders, "--json", "--timeout", "10", *(["--only", only] if only != "all" else []))
+        assert result.returncode == 1, result.stderr[-2000:]
+        reports.update(zip(names, json.loads(result.stdout)))
+    return reports
+
+
+def statuses(report):
+    return {r["check"]: r["status"] for r in report["results"]}
+
+
+def test_this_project_passes_every_check(reports):
+    report = reports["this project"]
+    assert report["notebook"] == os.path.join(ROOT, NOTEBOOK) and report["part2"] == ROOT
+    assert set(statuses(report).values()) == {"pass"}, [r for r in report["results"] if r["status"] != "pass"]
+    assert len(report["results"]) == 18
+
+
+@pytest.mark.parametrize("mutant", MUTANTS)
+def test_a_planted_mistake_is_caught_by_its_check(reports, mutant):
+    report = reports[mutant]
+    by_check = {r["check"]: r for r in report["results"]}
+    for check, words in MUTANTS[mutant][2].items():
+        result = by_check[check]
+        assert result["status"] in ("fail", "error"), result
+        assert words in result["got"] + " " + result["first_input"], result
+        assert result["requires"] and (result["first_input"] or result["status"] == "error"), result
+    assert not report["passed"]
+
+
+@pytest.mark.parametrize("mutant", BROKEN)
+def test_broken_student_code_stops_only_its_own_checks(reports, mutant):
+    """An import error, an endless loop or a missing function: an error line for that check, and
+    every other check still runs (and passes, since the rest of the files are this project's)."""
+    broken = set(MUTANTS[mutant][2])
+    for check, status in statuses(reports[mutant]).items():
+        if check in broken:
+            assert status == "error"
+        elif check.startswith("inference."):
+            assert status in ("error", "pass")  # the other sampling check shares the file
+        else:
+            assert status == ("skipped" if check.startswith("notebook.") else "pass"), (check, status)
+
+
+def test_the_report_card_says_what_is_required_what_happened_and_on_which_input(tmp_path):
+    make_mutant(tmp_path / "student", *MUTANTS["top-p-below-p"][:2])
+    result = run_checker(tmp_path / "student", "--only", "inference")
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("  pass   inference.greedy") for line in lines), result.stdout
+    failed = lines.index(next(line for line in lines if line.startswith("  FAIL   inference.top_p")))
+    assert lines[failed + 1].strip().startswith("requires: top_p_sampling(logits, p=0.95")
+    assert lines[failed + 2].strip().startswith("got:      the draws hold the tokens [1, 3]")
+    assert lines[failed + 3].strip().startswith("input:    logits [-1.0, 2.0, -3.0, 3.0")
+    assert "1 passed, 1 failed, 0 errors, 0 skipped" in result.stdout
+
+
+def test_without_fork_each_check_runs_in_a_fresh_interpreter(tmp_path):
+    """The path Windows and macOS take (a new Python per check), hang included."""
+    make_mutant(tmp_path / "hangs", *MUTANTS["greedy-never-returns"][:2])
+    result = run_checker(ROOT, tmp_path / "hangs", "--only", "inference.greedy", "--json", "--timeout", "12",
+                         env={"INF265_CHECK_NO_FORK": "1"})
+    ours, hangs = json.loads(result.stdout)
+    assert ours["results"][0]["status"] == "pass" and ours["passed"]
+    assert hangs["results"][0]["status"] == "error" and "did not finish within 12 s" in hangs["results"][0]["got"]
+    assert result.returncode == 1
+
+
+def test_a_folder_without_assignment_files_is_an_error(tmp_path):
+    result = run_checker(tmp_path)
+    assert result.returncode == 1
+    assert "Part 2: 11 checks skipped" in result.stdout and "Part 1: 7 checks skipped" in result.stdout
