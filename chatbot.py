@@ -21,18 +21,22 @@ was sampled. What the model writes and what the user types is shown literally: M
 """
 
 import argparse
+import dataclasses
 import math
 import os
+import random
 import shlex
 import string
 import sys
 
+import altair as alt
 import streamlit as st
 import torch
 
 from checkpoint import load_trained_model
 from config import ConfigError, parse_cli
 from inference import MAX_INPUT_CHARS, AnswerStream, SamplingSettings, clean_question, fit_prompt
+from model import attention_weights
 from tokenizer import load_tokenizer, special_token_ids
 from utils import UserError, get_num_params, resolve_device
 
@@ -48,6 +52,10 @@ ARGS_ENV_VAR = "INF265_CHAT_ARGS"
 # cuts longer text to this (the page says so); clean_question's MAX_INPUT_CHARS is higher.
 MAX_QUESTION_CHARS = min(500, MAX_INPUT_CHARS)
 EMPTY_ANSWER = "(the model gave an empty answer)"
+COMPARE_TEMPERATURES = [0.3, 0.5, 0.7, 1.0, 1.5, 2.0]  # the compare mode's top-p columns to choose from
+EXAMPLES_SHOWN = 4  # example questions on an empty chat
+SAMPLING_LABEL = "How was this answer sampled?"
+ATTENTION_LABEL = "What did the model attend to?"
 
 _PUNCTUATION = frozenset(string.punctuation)  # CommonMark lets every ASCII punctuation be escaped
 _WORD_JOINER = "\u2060"  # invisible; breaks "http://", "www." and "a@b" so GFM makes no link
@@ -180,6 +188,82 @@ def file_stamp(path):
     return os.path.getmtime(path) if os.path.isfile(path) else None
 
 
+def compare_plans(settings, temperatures, seed):
+    """The columns of a comparison: greedy, then top-p at each temperature, all with `seed`.
+
+    >>> [settings_label(s) for s in compare_plans(SamplingSettings(), [0.5, 1.5], seed=7)]
+    ['greedy', 'top-p 0.95, temperature 0.5, seed 7', 'top-p 0.95, temperature 1.5, seed 7']
+    """
+    greedy = dataclasses.replace(settings, strategy="greedy", seed=seed)
+    return [greedy] + [dataclasses.replace(settings, strategy="top-p", temperature=t, seed=seed)
+                       for t in temperatures]
+
+
+def settings_label(settings):
+    """The settings a comparison column was answered with, in one line."""
+    if settings.strategy == "greedy":
+        parts = ["greedy"]
+    else:
+        parts = [f"top-p {settings.p:g}", f"temperature {settings.temperature:g}", f"seed {settings.seed}"]
+        if settings.top_k:
+            parts.append(f"top-k {settings.top_k}")
+    if settings.repetition_penalty != 1.0:
+        parts.append(f"repetition penalty {settings.repetition_penalty:g}")
+    return ", ".join(parts)
+
+
+def mean_token_probability(steps):
+    """Mean of the probability the model itself (temperature 1) gave each token of an answer.
+
+    >>> from inference import Step
+    >>> mean_token_probability([Step(5, 1.0, 1, [], 0.5), Step(1, 1.0, 1, [], 0.25)])
+    0.375
+    """
+    return sum(step.model_probability for step in steps) / len(steps) if steps else math.nan
+
+
+@st.cache_data(show_spinner="Finding example questions...", max_entries=4)
+def example_questions(source, split, val_fraction, seed, num_pairs=None, model_train_fraction=1.0):
+    """(questions the model did not train on, what it was trained on), or ([], reason) when the
+    data source cannot be read here. The built-in corpus has its own held-out split; for any
+    other source the questions come from the validation share train.py held out of the first
+    num_pairs pairs (model.json records it; else model_train_fraction of them)."""
+    from data_sources import load_qa_pairs
+    from dataset import split_indices
+
+    try:
+        if source == "builtin":
+            trained_on = load_qa_pairs(source, "train").description
+            pool = load_qa_pairs(source, "heldout").questions
+            where = "held-out questions of the built-in corpus"
+        else:
+            pairs = load_qa_pairs(source, split)
+            trained_on = pairs.description
+            n = num_pairs or max(1, int(model_train_fraction * len(pairs)))
+            _, held_out = split_indices(n, val_fraction, seed)
+            pool = [pairs.questions[i] for i in held_out]
+            where = "questions of the validation share, not trained on"
+    except (UserError, OSError, ValueError) as exc:
+        return [], f"{source} (no example questions: {exc})"
+    picked = random.Random(seed).sample(pool, min(EXAMPLES_SHOWN, len(pool)))
+    return picked, f"{trained_on}; examples: {where}"
+
+
+def attention_chart(weights, labels):
+    """A heat map of one query position's attention, (layers, heads, keys), over `labels`."""
+    layers, heads, keys = weights.shape
+    rows = [{"layer and head": f"layer {l + 1}, head {h + 1}", "token": labels[k],
+             "weight": float(weights[l, h, k])}
+            for l in range(layers) for h in range(heads) for k in range(keys)]
+    order = [f"layer {l + 1}, head {h + 1}" for l in range(layers) for h in range(heads)]
+    return alt.Chart(alt.Data(values=rows)).mark_rect().encode(
+        x=alt.X("token:N", sort=labels, title=None, axis=alt.Axis(labelAngle=-60)),
+        y=alt.Y("layer and head:N", sort=order, title=None),
+        color=alt.Color("weight:Q", scale=alt.Scale(domain=[0, 1], scheme="blues")),
+        tooltip=["layer and head:N", "token:N", alt.Tooltip("weight:Q", format=".3f")],
+    ).properties(height=max(150, 28 * layers * heads))
+
+
 @st.cache_resource(show_spinner="Loading the model and tokenizer...", max_entries=4)
 def load_chat_model(config, stamps):
     """(model, tokenizer, info, special ids) for `config`.
@@ -196,26 +280,73 @@ def load_chat_model(config, stamps):
 # ----------------------------------------------------------------------------------------------
 # The page
 
-def show_message(message, tokenizer, special_ids):
+@dataclasses.dataclass
+class Loaded:
+    model: torch.nn.Module
+    tokenizer: object
+    special_ids: dict
+
+
+def show_message(message, loaded, index):
     """Replay one message of the history (the live answer is streamed instead, then this)."""
     with st.chat_message(message["role"]):
+        if "compare" in message:
+            for column, answer in zip(st.columns(len(message["compare"])), message["compare"]):
+                with column:
+                    st.markdown(f"**{escape_markdown(answer['label'])}**")
+                    if answer["content"]:
+                        st.markdown(escape_markdown(answer["content"]))
+                    show_details(answer, loaded)
+            return
         if message["role"] == "user" or message["content"]:
             st.markdown(escape_markdown(message["content"]))
-        show_details(message, tokenizer, special_ids)
+        show_details(message, loaded, index)
 
 
-def show_details(message, tokenizer, special_ids):
-    """Everything under a message's text: notes, and for answers how they were sampled."""
+def show_details(message, loaded, index=None):
+    """Everything under a message's text: notes, and for answers how they were sampled (and,
+    for a chat answer at position `index` of the history, what the model attended to)."""
     if message["role"] == "assistant" and not message["content"]:
         st.markdown(f"*{EMPTY_ANSWER}*")
     for note in message.get("notes", []):
         st.caption(note)
-    if message["role"] == "assistant":
-        show_sampling(message["steps"], tokenizer, special_ids)
+    if message["role"] != "assistant":
+        return
+    if "label" in message:  # a column of a comparison
+        st.caption(f"mean token probability {mean_token_probability(message['steps']):.2f}",
+                   help="the mean of the probability the model gave each token it wrote "
+                        "(its own softmax, temperature 1): high for greedy, lower for hot samples")
+    show_sampling(message["steps"], loaded.tokenizer, loaded.special_ids)
+    if index is not None and message["steps"]:
+        show_attention(message, loaded, index)
+
+
+def show_attention(message, loaded, index):
+    """A heat map of what the model attended to when it chose one token of the answer, per layer
+    and head: a separate forward pass (model.attention_weights), only when asked for."""
+    with st.expander(ATTENTION_LABEL):
+        if not st.toggle("Show attention", key=f"attention-{index}",
+                         help="one more pass of the model over the question and this answer, "
+                              "reading every block's attention weights"):
+            return
+        names = {i: loaded.tokenizer.id_to_token(i) for i in loaded.special_ids.values()}
+        ids = (message["context"] + [step.token_id for step in message["steps"]])[:loaded.model.max_len]
+        labels = [f"{n}: {token_label(loaded.tokenizer, t, names)}" for n, t in enumerate(ids)]
+        answer_positions = list(range(len(message["context"]), len(ids)))
+        chosen = answer_positions[0]
+        if len(answer_positions) > 1:
+            chosen = st.select_slider("Answer token", answer_positions, format_func=lambda n: labels[n],
+                                      key=f"attention-token-{index}")
+        query = chosen - 1  # the position whose output chose this token
+        weights = attention_weights(loaded.model, ids)  # (L, H, T, T)
+        st.caption(escape_markdown(f"To choose {labels[chosen]}, position {labels[query]} attended to "
+                                   f"these tokens (rows: layers and heads; each row sums to 1)."))
+        st.altair_chart(attention_chart(weights[:, :, query, :query + 1], labels[:query + 1]),
+                        width="stretch")
 
 
 def show_sampling(steps, tokenizer, special_ids):
-    with st.expander("How was this answer sampled?"):
+    with st.expander(SAMPLING_LABEL):
         if not steps:
             st.caption("No token was generated.")
             return
@@ -288,10 +419,15 @@ def main():
         st.warning(escape_markdown(note))
     if "messages" not in st.session_state:
         st.session_state.messages = []
+    loaded = Loaded(model, tokenizer, special_ids)
 
     with st.sidebar:
         strategy = st.selectbox("Sampling strategy", ["greedy", "top-p"], index=1)
         greedy = strategy == "greedy"
+        ban_special = st.checkbox(
+            "Never write [SEP], [PAD] or [UNK]", value=True,
+            help="These tokens would only show as gaps, so the page keeps them out of answers, also "
+                 "for greedy. Untick for the assignment's pure greedy: the argmax over every token.")
         temperature = st.slider("Temperature", 0.1, 2.0, 0.7)
         top_p = st.slider("Top-p", 0.1, 1.0, 0.95, disabled=greedy,
                           help="keep the most likely tokens up to this much probability mass")
@@ -305,6 +441,11 @@ def main():
                                 disabled=greedy, help="draw only from the k most likely tokens; 0: off")
         repetition_penalty = st.slider("Repetition penalty", 1.0, 2.0, 1.0, step=0.05,
                                        help="make tokens already in the answer less likely; 1.0: off")
+        compare = st.toggle("Compare strategies",
+                            help="answer each question with greedy and with top-p at several "
+                                 "temperatures, side by side (Top-p, Top-k, seed and the limits as set above)")
+        temperatures = st.multiselect("Temperatures to compare", COMPARE_TEMPERATURES, default=[0.5, 1.0, 1.5],
+                                      disabled=not compare, help="one top-p column for each")
         if st.button("Clear chat history"):
             st.session_state.messages = []
         with st.container(border=True):
@@ -314,10 +455,26 @@ def main():
                                 top_k=int(top_k), repetition_penalty=repetition_penalty,
                                 max_new_tokens=max_new_tokens, seed=int(seed) if seed else None)
 
-    for message in st.session_state.messages:
-        show_message(message, tokenizer, special_ids)
+    data = info.get("data") or {}  # model.json: the pairs, validation share and seed it was trained with
+    examples, trained_on = example_questions(
+        info.get("dataset") or config.dataset, info.get("split") or config.split,
+        data.get("val_fraction", config.val_fraction), data.get("seed", config.seed),
+        data.get("num_pairs"), config.model_train_fraction)
+    st.caption(escape_markdown(f"Trained on {trained_on}."))
+    for index, message in enumerate(st.session_state.messages):
+        show_message(message, loaded, index)
 
     typed = st.chat_input("Type your question...", max_chars=MAX_QUESTION_CHARS)
+    clicked = st.session_state.pop("example_question", None)
+    if typed is None and clicked is None and not st.session_state.messages and examples:
+        st.markdown("Try one of these, or type your own:")
+        for n, example in enumerate(examples):
+            if st.button(escape_markdown(example), key=f"example-{n}"):
+                # Asked in a fresh run without the buttons, so the answer's elements keep their
+                # places on later runs (an expander that moved would close).
+                st.session_state.example_question = example
+                st.rerun()
+    typed = typed if typed is not None else clicked
     if typed is None:
         return
     question = clean_question(typed)
@@ -325,17 +482,39 @@ def main():
         st.warning("Type a question first: the message was empty or only spaces.")
         return
 
-    stream = AnswerStream(model, tokenizer, question, settings, special_ids)
+    if compare:  # one shared seed, shown in every column, so each answer can be repeated
+        plans = compare_plans(settings, temperatures, settings.seed or random.randrange(1, 2**31))
+    else:
+        plans = [settings]
+    streams = [AnswerStream(model, tokenizer, question, plan, special_ids, ban_special=ban_special)
+               for plan in plans]
     asked = {"role": "user", "content": question,
-             "notes": question_notes(typed, question, stream, model.max_len)}
+             "notes": question_notes(typed, question, streams[0], model.max_len)}
     st.session_state.messages.append(asked)
-    show_message(asked, tokenizer, special_ids)
+    show_message(asked, loaded, len(st.session_state.messages) - 1)
     with st.chat_message("assistant"):
-        st.write_stream(escaped_stream(stream))
-        answer = {"role": "assistant", "content": stream.text, "steps": list(stream.steps),
-                  "notes": answer_notes(stream, model.max_len)}
-        st.session_state.messages.append(answer)
-        show_details(answer, tokenizer, special_ids)
+        if not compare:
+            st.write_stream(escaped_stream(streams[0]))
+            answer = answer_record(streams[0], model.max_len)
+            st.session_state.messages.append(answer)
+            show_details(answer, loaded, len(st.session_state.messages) - 1)
+            return
+        answers = []
+        for column, stream in zip(st.columns(len(streams)), streams):
+            with column:  # streamed one column after the other; Streamlit's Stop cancels as usual
+                st.markdown(f"**{escape_markdown(settings_label(stream.settings))}**")
+                st.write_stream(escaped_stream(stream))
+                answers.append({**answer_record(stream, model.max_len), "label": settings_label(stream.settings)})
+                show_details(answers[-1], loaded)
+        st.session_state.messages.append({"role": "assistant", "content": "", "compare": answers})
+
+
+def answer_record(stream, max_len):
+    """What the history keeps of an answer: its text, how each token was chosen, the notes, and
+    the ids the model saw before it (for the attention view)."""
+    context = fit_prompt(stream.prompt, stream.sep_id, max_len, stream.settings.max_new_tokens)
+    return {"role": "assistant", "content": stream.text, "steps": list(stream.steps),
+            "notes": answer_notes(stream, max_len), "context": context}
 
 
 if __name__ == "__main__":

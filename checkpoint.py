@@ -318,6 +318,8 @@ class TrainingState:
             "tokenizer_filename": config.tokenizer_filename,
             "tokenizer_sha256": self.tokenizer_sha256,
             "dataset": config.dataset,
+            "split": config.split,
+            "data": self.data,  # pairs used, validation share and seed: which questions it never saw
             "epoch": self.progress.epoch,
             "global_step": self.progress.global_step,
             "val_loss": None if math.isnan(val_loss) else val_loss,

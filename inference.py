@@ -15,6 +15,7 @@ instead of rerunning the whole sequence for every new token; the logits equal fu
 """
 
 import argparse
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -22,6 +23,7 @@ import torch
 from model import KVCache
 
 MAX_INPUT_CHARS = 2000  # typed text is cut to this before tokenization (the page allows less)
+BANNED_IN_ANSWERS = ("sep", "pad", "unk")  # special tokens the chat page keeps out of answers
 GREEDY_BELOW_TEMPERATURE = 1e-3  # below this, logits / temperature can overflow: use argmax
 
 
@@ -129,6 +131,7 @@ class Step:
     probability: float  # under the distribution it was drawn from (1.0 for greedy)
     nucleus_size: int  # tokens it was drawn from (1 for greedy)
     alternatives: list = field(default_factory=list)  # [(token_id, probability)], top 5
+    model_probability: float = math.nan  # the model's own softmax (temperature 1), for comparing answers
 
 
 def choose_token(logits, settings, generator=None, previous_ids=(), banned_ids=()):
@@ -151,7 +154,9 @@ def choose_token(logits, settings, generator=None, previous_ids=(), banned_ids=(
         probability, nucleus_size = float(probs[ids == token_id].sum()), len(ids)
     shown = torch.softmax(logits.float() / max(settings.temperature, GREEDY_BELOW_TEMPERATURE), -1)
     top = torch.topk(shown, k=min(5, shown.numel()))
-    return Step(token_id, probability, nucleus_size, list(zip(top.indices.tolist(), top.values.tolist())))
+    model_probability = float(torch.softmax(logits.float(), -1)[token_id])
+    return Step(token_id, probability, nucleus_size, list(zip(top.indices.tolist(), top.values.tolist())),
+                model_probability)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -256,14 +261,17 @@ class AnswerStream:
         "".join(AnswerStream(model, tokenizer, "which is larger, 3 or 5?", SamplingSettings()))
     """
 
-    def __init__(self, model, tokenizer, question, settings, special_ids=None, use_cache=True):
+    def __init__(self, model, tokenizer, question, settings, special_ids=None, use_cache=True,
+                 ban_special=True):
         from tokenizer import special_token_ids
         from config import config as default_config
 
         self.model, self.tokenizer, self.settings = model, tokenizer, settings.check()
         ids = special_ids or special_token_ids(tokenizer, default_config)
         self.sep_id, self.end_id = ids["sep"], ids["end"]
-        self.banned = [ids[k] for k in ("sep", "pad", "unk") if k in ids]
+        # [SEP], [PAD], [UNK] would only show as gaps; ban_special=False allows them, so greedy is
+        # the assignment's pure argmax over the whole vocabulary.
+        self.banned = [ids[k] for k in BANNED_IN_ANSWERS if k in ids] if ban_special else []
         self.prompt = tokenize_input(tokenizer, question, self.sep_id).tolist()
         self.ids, self.steps, self.text, self.use_cache = [], [], "", use_cache
 

@@ -205,6 +205,31 @@ class TransformerModel(nn.Module):
         return torch.triu(torch.ones(seq_len, seq_len), diagonal=1).bool()
 
 
+@torch.no_grad()
+def attention_weights(model, ids):
+    """What every head attended to, for one sequence: (num_layers, num_heads, T, T), row t the
+    weights of position t over positions 0..t (each row sums to 1, zero above the diagonal).
+
+    A separate pass for looking (the chat page's attention view): it follows hidden_states block
+    by block and asks each block's own nn.MultiheadAttention for its weights, which training and
+    decoding never compute (need_weights=False there).
+    """
+    was_training = model.training
+    model.eval()
+    x = torch.as_tensor(ids, device=model.causal_mask.device).view(1, -1)  # (1, T)
+    mask = model.causal_mask[:x.size(1), :x.size(1)]  # (T, T)
+    h = model.dropout(model.pos_encoder(model.embedding(x)))  # (1, T, C)
+    maps = []
+    for layer in model.layers:
+        normed = layer.norm1(h)
+        _, weights = layer.attention(normed, normed, normed, attn_mask=mask, need_weights=True,
+                                     average_attn_weights=False)  # (1, H, T, T)
+        maps.append(weights[0])
+        h = layer(h, mask)  # (1, T, C)
+    model.train(was_training)
+    return torch.stack(maps)  # (L, H, T, T)
+
+
 WRAPPER_PREFIXES = ("_orig_mod.", "module.")  # torch.compile, DistributedDataParallel
 
 

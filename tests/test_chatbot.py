@@ -223,7 +223,7 @@ def test_an_answer_appears_and_history_keeps_both_turns(monkeypatch, trained, lo
     assert [m["content"] for m in at.session_state.messages][::2] == [
         "which is larger, 12 or 7?", "how do you spell kalomi?"]
     assert shown_text(at.chat_message[1]) == escape_markdown(expected)
-    assert [e.label for e in at.expander] == ["How was this answer sampled?"] * 2
+    assert [e.label for e in at.expander] == ["How was this answer sampled?", "What did the model attend to?"] * 2
 
 
 def test_clear_chat_history_empties_it(monkeypatch, trained):
@@ -439,3 +439,147 @@ def test_bad_arguments_show_an_error(monkeypatch, args, says):
     at = open_page(monkeypatch, args)
     assert any(says.replace("_", "\\_") in e.value for e in at.error), [e.value for e in at.error]
     assert len(at.chat_input) == 0
+
+
+# ----------------------------------------------------------------------------------------------
+# The page as a teaching instrument: compare strategies, attention, example questions
+
+def test_compare_mode_answers_once_per_column_with_its_settings(monkeypatch, trained, loaded):
+    question = "how many legs does a cat have?"
+    at = open_page(monkeypatch, trained[1])
+    widget(at.sidebar.number_input, "Seed").set_value(5)
+    widget(at.sidebar.toggle, "Compare strategies").set_value(True).run()
+    widget(at.sidebar.multiselect, "Temperatures to compare").set_value([0.5, 1.5])
+    ask(at, question)
+    (answer,) = [m for m in at.session_state.messages if m["role"] == "assistant"]
+    columns = answer["compare"]
+    assert [c["label"] for c in columns] == ["greedy", "top-p 0.95, temperature 0.5, seed 5",
+                                             "top-p 0.95, temperature 1.5, seed 5"]
+    expected = [direct_answer(loaded, question, strategy="greedy"),
+                direct_answer(loaded, question, temperature=0.5, seed=5),
+                direct_answer(loaded, question, temperature=1.5, seed=5)]
+    assert [c["content"] for c in columns] == [text for text, _ in expected]
+    assert len({c["content"] for c in columns}) > 1  # the columns really differ
+    shown = [c.value for c in at.chat_message[1].caption if c.value.startswith("mean token probability")]
+    means = [sum(s.model_probability for s in stream.steps) / len(stream.steps) for _, stream in expected]
+    assert shown == [f"mean token probability {m:.2f}" for m in means]
+    bold = [m.value for m in at.chat_message[1].markdown if m.value.startswith("**")]
+    assert bold == [f"**{escape_markdown(c['label'])}**" for c in columns]  # each column's settings shown
+    at.run()  # replayed from the history the same way
+    assert [m.value for m in at.chat_message[1].markdown if m.value.startswith("**")] == bold
+
+
+def test_compare_mode_without_a_seed_draws_one_and_shows_it(monkeypatch, trained, loaded):
+    question = "which is larger, 12 or 7?"
+    at = open_page(monkeypatch, trained[1])
+    widget(at.sidebar.toggle, "Compare strategies").set_value(True)
+    ask(at, question)
+    columns = at.session_state.messages[-1]["compare"]
+    seeds = {c["label"].rsplit("seed ", 1)[1] for c in columns[1:]}
+    assert len(columns) == 4 and len(seeds) == 1 and int(seeds.pop()) >= 1
+    seed = int(columns[1]["label"].rsplit("seed ", 1)[1])
+    assert columns[3]["content"] == direct_answer(loaded, question, temperature=1.5, seed=seed)[0]
+
+
+def vega_specs(at):
+    return [e.proto.spec for e in at.get("vega_lite_chart")]
+
+
+def test_attention_view_is_computed_only_when_asked_and_shows_every_layer_and_head(monkeypatch, trained, loaded):
+    import model as model_module
+
+    calls, original = [], model_module.attention_weights
+
+    def counting(model, ids):
+        calls.append(list(ids))
+        return original(model, ids)
+
+    monkeypatch.setattr(model_module, "attention_weights", counting)
+    at = open_page(monkeypatch, trained[1])
+    widget(at.sidebar.number_input, "Seed").set_value(3)
+    ask(at, "which is larger, 12 or 7?")
+    assert calls == [] and not any("layer 1, head 1" in spec for spec in vega_specs(at))
+    at.toggle(key="attention-1").set_value(True).run()
+    assert not at.exception, [e.value for e in at.exception]
+    answer = at.session_state.messages[1]
+    assert calls[-1] == (answer["context"] + [s.token_id for s in answer["steps"]])[:32]
+    (spec,) = [spec for spec in vega_specs(at) if "layer 1, head 1" in spec]
+    assert "layer 2, head 2" in spec  # the tiny model: 2 layers of 2 heads, all shown
+    assert any("attended to these tokens" in c.value for c in at.chat_message[1].caption)
+    assert len(answer["steps"]) > 1  # seed 3 gives a longer answer: pick its second token
+    second = len(answer["context"]) + 1
+    at.select_slider(key="attention-token-1").set_value(second).run()
+    assert not at.exception
+    label = token_label(loaded[1], answer["steps"][1].token_id, {})
+    assert any(f"To choose {second}: {label}, position {second - 1}:" in unescape(c.value)
+               for c in at.chat_message[1].caption)
+
+
+def test_examples_on_an_empty_chat_are_held_out_questions_and_clicking_one_asks_it(monkeypatch, trained, loaded):
+    from data_sources import load_qa_pairs
+    from dataset import split_indices
+
+    cfg = trained[0]
+    at = open_page(monkeypatch, trained[1])
+    pairs = load_qa_pairs(cfg.dataset)
+    _, validation = split_indices(int(cfg.model_train_fraction * len(pairs)), cfg.val_fraction, cfg.seed)
+    held_out = {pairs.questions[i] for i in validation}
+    buttons = [b for b in at.button if b.key and b.key.startswith("example-")]
+    assert 1 <= len(buttons) <= 4 and all(unescape(b.label) in held_out for b in buttons)
+    assert any(cfg.dataset in unescape(c.value) for c in at.caption)  # what it was trained on
+    question = unescape(buttons[0].label)
+    buttons[0].click().run()
+    assert not at.exception
+    assert [m["content"] for m in at.session_state.messages][:1] == [question]
+    assert roles(at) == ["user", "assistant"]
+    at.run()
+    assert not [b for b in at.button if b.key and b.key.startswith("example-")]  # gone once asked
+
+
+def test_builtin_examples_are_questions_the_model_never_saw():
+    import corpus
+    from chatbot import example_questions
+
+    questions, trained_on = example_questions("builtin", "train", 0.01, 0)
+    heldout = {r["question"] for r in corpus.generate("heldout")}
+    train = {r["question"] for r in corpus.generate("train")}
+    assert len(questions) == 4 and set(questions) <= heldout and not set(questions) & train
+    assert "built-in" in trained_on and "held-out" in trained_on
+
+
+def test_an_unreadable_data_source_gives_no_examples_and_says_why():
+    from chatbot import example_questions
+
+    questions, trained_on = example_questions("/nowhere/pairs.jsonl", "train", 0.01, 0)
+    assert questions == [] and "does not exist" in trained_on
+
+
+@pytest.mark.parametrize("banned", [True, False])
+def test_the_special_token_switch_decides_whether_greedy_may_pick_unk(monkeypatch, trained, loaded, tmp_path, banned):
+    """A model whose most likely token is always [UNK]: the page keeps it out unless told not to."""
+    cfg, args = trained
+    unk = loaded[2]["unk"]
+    variant = tmp_path / "unk"
+    variant.mkdir()
+    for name in ("tokenizer.json", "model.json"):
+        shutil.copy(Path(cfg.model_filename).parent / name, variant / name)
+    weights = torch.load(cfg.model_filename, weights_only=True)
+    weights["fc_out.bias"][unk] += 50
+    torch.save(weights, variant / "model.pth")
+    at = open_page(monkeypatch, args + ["--tokenizer_filename", str(variant / "tokenizer.json"),
+                                        "--model_filename", str(variant / "model.pth")])
+    widget(at.sidebar.selectbox, "Sampling strategy").set_value("greedy")
+    switch = widget(at.sidebar.checkbox, "Never write [SEP], [PAD] or [UNK]")
+    assert switch.value is True and "pure greedy" in switch.help
+    switch.set_value(banned)
+    ask(at, "what is 2 plus 2?")
+    chosen = [s.token_id for s in at.session_state.messages[-1]["steps"]]
+    assert chosen and (unk not in chosen if banned else chosen[0] == unk)
+
+
+def test_the_page_has_no_deploy_button_and_keeps_the_template_title():
+    import tomllib
+
+    with open(os.path.join(ROOT, ".streamlit", "config.toml"), "rb") as f:
+        settings = tomllib.load(f)
+    assert settings["client"]["toolbarMode"] == "minimal"  # hides "Deploy" (checked in a browser too)

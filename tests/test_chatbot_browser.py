@@ -145,3 +145,70 @@ def test_question_typed_in_the_browser_gets_an_answer(server, browser, tmp_path)
     assert browser.save_screenshot(str(screenshot))
     width, height = png_size(screenshot)
     assert width >= 800 and height >= 600 and screenshot.stat().st_size > 20_000
+
+
+def test_compare_mode_and_attention_view_in_the_browser(server, browser, tmp_path):
+    """Compare strategies (one column per strategy) and the attention heat map, as a user opens
+    them; no "Deploy" button; screenshots saved beside the test's files."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    def find(selector, within=None):
+        return (within or browser).find_elements(By.CSS_SELECTOR, selector)
+
+    browser.get(server)
+    (box,) = wait_for(lambda: find("textarea[data-testid=stChatInputTextArea]"), 30, "the chat input")
+    assert "Cursed Chatbot" in browser.find_element(By.TAG_NAME, "h1").text
+    assert not find("[data-testid=stAppDeployButton]"), "the toolbar offers Streamlit's Deploy button"
+    box.send_keys("which is larger, 12 or 7?" + Keys.ENTER)
+    def answered():
+        messages = find("[data-testid=stChatMessage]")
+        return messages[1] if len(messages) == 2 and len(find("[data-testid=stExpander]", messages[1])) == 2 else None
+
+    assistant = wait_for(answered, 30, "the first answer and its two expanders")
+
+    # The attention view: open its expander, switch it on, wait for the heat map.
+    (expander,) = [e for e in find("[data-testid=stExpander]", assistant) if "attend" in e.text]
+    expander.find_element(By.CSS_SELECTOR, "summary").click()
+    switch = ".//label[.//input[@aria-label='{}']]"
+
+    def shown_switch(within, label):
+        found = [e for e in within.find_elements(By.XPATH, switch.format(label)) if e.is_displayed()]
+        return found[0] if found else None
+
+    wait_for(lambda: shown_switch(expander, "Show attention"), 10, "the Show attention switch").click()
+    def heat_map():  # Streamlit redraws the page after the click: look everything up again
+        from selenium.common.exceptions import StaleElementReferenceException
+        try:
+            message = find("[data-testid=stChatMessage]")[1]
+            return [c for e in find("[data-testid=stExpander]", message) if "attend" in e.text
+                    for c in find("[data-testid=stVegaLiteChart] canvas, [data-testid=stVegaLiteChart] svg", e)]
+        except (StaleElementReferenceException, IndexError):
+            return None
+
+    wait_for(heat_map, 30, "the attention heat map")
+    time.sleep(1)
+    attention_png = tmp_path / "attention.png"
+    assert browser.save_screenshot(str(attention_png)) and png_size(attention_png)[0] >= 800
+
+    # Compare mode: switch it on in the sidebar, ask again, wait for greedy plus three top-p columns.
+    sidebar = find("[data-testid=stSidebar]")[0]
+    wait_for(lambda: shown_switch(sidebar, "Compare strategies"), 10, "the Compare strategies switch").click()
+    time.sleep(1)
+    (box,) = find("textarea[data-testid=stChatInputTextArea]")
+    box.send_keys("how do you spell kalomi?" + Keys.ENTER)
+
+    def compared():
+        messages = find("[data-testid=stChatMessage]")
+        if len(messages) != 4:
+            return None
+        columns = find("[data-testid=stColumn]", messages[3])
+        done = len(columns) == 4 and len(find("[data-testid=stExpander]", messages[3])) == 4
+        return columns if done else None
+
+    columns = wait_for(compared, 60, "four answers side by side")
+    assert columns[0].text.startswith("greedy")
+    assert all("temperature" in c.text and "mean token probability" in c.text for c in columns[1:])
+    time.sleep(1)
+    compare_png = tmp_path / "compare.png"
+    assert browser.save_screenshot(str(compare_png)) and png_size(compare_png)[0] >= 800

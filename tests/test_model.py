@@ -330,3 +330,26 @@ def test_the_cache_refuses_more_tokens_than_max_len_and_says_how_many():
         model(torch.randint(4, 300, (1, 15)), cache=cache)
         with pytest.raises(ValueError, match=r"21 tokens \(15 cached \+ 6 new\) is longer than max_len=20"):
             model(torch.randint(4, 300, (1, 6)), cache=cache)
+
+
+def test_attention_weights_are_each_heads_softmax_over_allowed_positions():
+    """model.attention_weights (the chat page's attention view): rows sum to 1 over positions
+    0..t, are zero on later ones, and equal softmax(q k^T / sqrt(d)) written out from the first
+    block's own weights; the model is left in the mode it was in."""
+    from model import attention_weights
+
+    model = small_model(seed=4).train()
+    ids = torch.randint(4, 300, (9,))
+    weights = attention_weights(model, ids)
+    assert weights.shape == (2, 3, 9, 9) and model.training
+    torch.testing.assert_close(weights.sum(-1), torch.ones(2, 3, 9), atol=1e-5, rtol=1e-5)
+    allowed = ~model.causal_mask[:9, :9]
+    assert torch.all(weights[..., ~allowed] == 0) and torch.all(weights[..., allowed] > 0)
+    block = model.layers[0]
+    with torch.no_grad():
+        x = block.norm1(model.pos_encoder(model.embedding(ids[None])))  # eval: no dropout
+        q, k, _ = torch.nn.functional.linear(x, block.attention.in_proj_weight,
+                                              block.attention.in_proj_bias).chunk(3, dim=-1)
+        q, k = (t.view(1, 9, 3, 8).transpose(1, 2) for t in (q, k))  # (1, H, T, D)
+        scores = (q @ k.transpose(-2, -1) / 8 ** 0.5).masked_fill(model.causal_mask[:9, :9], float("-inf"))
+    torch.testing.assert_close(weights[0], scores.softmax(-1)[0], atol=1e-5, rtol=1e-5)
