@@ -2,7 +2,9 @@
 # The `small` preset on the real stand-in QA corpus, as the README reports it: the machine header,
 # the wall-clock minutes of tokenizer and training, train.py's validation losses, then evaluate.py
 # on the held-out eval file (scored only, never trained or tuned on). Files go to temp/small/.
+# Arguments are passed to train.py (the README's AVX2 run: --num_epochs 1).
 #   bash bench/small_real_corpus.sh
+#   bash bench/small_real_corpus.sh --num_epochs 1
 set -euo pipefail
 cd "$(dirname "$0")/.."
 .venv/bin/python bench/machine.py "train.py's --precision auto: see its Device line below"
@@ -10,7 +12,7 @@ data=../shared/data/qa
 start=$(date +%s)
 .venv/bin/python tokenizer.py --preset small --dataset "$data/train.jsonl.gz" --model_train_fraction 1 \
     --retrain > /dev/null 2>&1
-.venv/bin/python train.py --preset small --dataset "$data/train.jsonl.gz" --model_train_fraction 1 --fresh \
+.venv/bin/python train.py --preset small --dataset "$data/train.jsonl.gz" --model_train_fraction 1 --fresh "$@" \
     2>/dev/null | grep -E "^Device|Training on|validation loss|Mean Epoch"
 echo "tokenizer and training: $(( ($(date +%s) - start) / 60 )) min $(( ($(date +%s) - start) % 60 )) s wall clock"
 .venv/bin/python evaluate.py --preset small --dataset "$data/eval.jsonl.gz" --model_train_fraction 1 2>/dev/null

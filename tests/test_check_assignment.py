@@ -219,3 +219,18 @@ def test_a_folder_without_assignment_files_is_an_error(tmp_path):
     result = run_checker(tmp_path)
     assert result.returncode == 1
     assert "Part 2: 11 checks skipped" in result.stdout and "Part 1: 7 checks skipped" in result.stdout
+
+
+def test_the_course_layout_is_found(tmp_path):
+    """The course repository's layout: Part 1 and Part 2 in their own subfolders."""
+    from check_assignment import find_submission
+
+    part1, part2 = tmp_path / "01_encoder_sentiment_classifier", tmp_path / "02_decoder_chatbot"
+    part1.mkdir()
+    part2.mkdir()
+    shutil.copy(os.path.join(ROOT, NOTEBOOK), part1 / NOTEBOOK)
+    for name in PART2:
+        shutil.copy(os.path.join(ROOT, name), part2 / name)
+    assert find_submission(tmp_path) == (str(part2), str(part1 / NOTEBOOK))
+    assert find_submission(part1 / NOTEBOOK) == (None, str(part1 / NOTEBOOK))
+    assert find_submission(part2) == (str(part2), None)
