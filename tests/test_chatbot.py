@@ -551,7 +551,17 @@ def test_an_unreadable_data_source_gives_no_examples_and_says_why():
     from chatbot import example_questions
 
     questions, trained_on = example_questions("/nowhere/pairs.jsonl", "train", 0.01, 0)
-    assert questions == [] and "does not exist" in trained_on
+    assert questions == [] and "no example questions" in trained_on
+    questions, trained_on = example_questions("odinhg/gooaq-subset", "train", 0.01, 0)  # never downloaded
+    assert questions == [] and "does not download" in trained_on
+
+
+def test_a_damaged_data_file_gives_no_examples_and_says_why(tmp_path):
+    from chatbot import example_questions
+
+    (tmp_path / "pairs.jsonl").write_text("not json\n")
+    questions, trained_on = example_questions(str(tmp_path / "pairs.jsonl"), "train", 0.01, 0)
+    assert questions == [] and "pairs.jsonl" in trained_on and "no example questions" in trained_on
 
 
 @pytest.mark.parametrize("banned", [True, False])
