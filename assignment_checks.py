@@ -265,12 +265,14 @@ def dataset_cases(tokenizer):
     question = "how many legs does a cat have?"
     n_question = len(tokenizer.encode(question).ids)
 
-    def answer_of(n_tokens):  # "cat cat ..." with exactly n_tokens ids
-        for words in range(0, 4 * MAX_LEN):
-            text = " ".join(["cat"] * words)
-            if len(tokenizer.encode(text).ids) == n_tokens:
-                return text
-        raise RuntimeError(f"the tokenizer makes no answer of {n_tokens} tokens from 'cat cat ...'")
+    def answer_of(n_tokens):  # "cat cat ..." (or another word) with exactly n_tokens ids
+        for word in ("cat", "the", "a", "yes", "x"):
+            for words in range(0, 4 * MAX_LEN):
+                text = " ".join([word] * words)
+                if len(tokenizer.encode(text).ids) == n_tokens:
+                    return text
+        raise RuntimeError(f"the tokenizer makes no answer of exactly {n_tokens} tokens from repeated "
+                           "words; the boundary cases need one")
 
     return [
         ("a short pair", question, "four, unless it has lost one."),

@@ -234,3 +234,17 @@ def test_the_course_layout_is_found(tmp_path):
     assert find_submission(tmp_path) == (str(part2), str(part1 / NOTEBOOK))
     assert find_submission(part1 / NOTEBOOK) == (None, str(part1 / NOTEBOOK))
     assert find_submission(part2) == (str(part2), None)
+
+
+def test_the_students_own_tokenizer_file_can_be_used(tmp_path):
+    """--tokenizer: the QADataset checks run with the given tokenizer.json instead of their own."""
+    from assignment_checks import TOKENIZER_TEXTS
+    from config import make_config
+    from tokenizer import fit_tokenizer
+
+    path = tmp_path / "tokenizer.json"
+    fit_tokenizer(make_config("tiny"), TOKENIZER_TEXTS, vocab_size=600, min_frequency=1).save(str(path))
+    result = run_checker(ROOT, "--only", "dataset.", "--tokenizer", path, "--json")
+    assert result.returncode == 0, result.stdout[-2000:]
+    assert [r["status"] for r in json.loads(result.stdout)[0]["results"]] == ["pass"] * 3
+    assert run_checker(ROOT, "--tokenizer", tmp_path / "missing.json").returncode == 2  # argparse: no such file
