@@ -225,16 +225,20 @@ def mean_token_probability(steps):
 @st.cache_data(show_spinner="Finding example questions...", max_entries=4)
 def example_questions(source, split, val_fraction, seed, num_pairs=None, model_train_fraction=1.0):
     """(questions the model did not train on, what it was trained on), or ([], reason) when the
-    data source is not on this machine (a Hub name) or cannot be read. The built-in corpus has its own held-out split; for any
-    other source the questions come from the validation share train.py held out of the first
-    num_pairs pairs (model.json records it; else model_train_fraction of them)."""
+    data source is not on this machine (a Hub name) or cannot be read.
+
+    The built-in corpus has its own held-out split; for any other source the questions come from
+    the validation share train.py held out of the first num_pairs pairs (model.json records it;
+    else model_train_fraction of them).
+    """
+    from corpus import BUILTIN_NAME
     from data_sources import load_qa_pairs
     from dataset import split_indices
 
-    if source != "builtin" and not os.path.exists(source):  # a Hub name: never downloaded for examples
+    if source != BUILTIN_NAME and not os.path.exists(source):  # a Hub name: never downloaded for examples
         return [], f"{source} (no example questions: the page does not download the data)"
     try:
-        if source == "builtin":
+        if source == BUILTIN_NAME:
             trained_on = load_qa_pairs(source, "train").description
             pool = load_qa_pairs(source, "heldout").questions
             where = "held-out questions of the built-in corpus"
