@@ -16,7 +16,9 @@ usage statistics sent; `--server.address` overrides it.
 
 The model and tokenizer are loaded once (st.cache_resource); the answer streams token by token
 (st.write_stream over inference.AnswerStream), and under each answer a table shows how every token
-was sampled. What the model writes and what the user types is shown literally: Markdown, LaTeX
+was sampled and, when asked, a heat map of what the model attended to (model.attention_weights).
+"Compare strategies" answers one question with greedy and top-p at several temperatures side by
+side; an empty chat offers example questions the model never trained on. What the model writes and what the user types is shown literally: Markdown, LaTeX
 (`$`), HTML and bare links are escaped (escape_markdown), never rendered.
 """
 
