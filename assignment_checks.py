@@ -735,22 +735,29 @@ FORBIDDEN = ("MultiheadAttention", "TransformerEncoder", "TransformerEncoderLaye
              "multi_head_attention_forward")
 
 
-@check("notebook.own_attention", "Part 1's attention is written from scratch: no torch.nn."
-       "MultiheadAttention, nn.TransformerEncoder(Layer) or F.multi_head_attention_forward")
+@check("notebook.own_attention", "Part 1's attention is written from scratch: the notebook's classes and "
+       "functions use no torch.nn.MultiheadAttention, nn.TransformerEncoder(Layer) or "
+       "F.multi_head_attention_forward (a test cell may compare against them)")
 def check_own_attention(sub):
     if not sub.notebook:
         raise Skipped("no Part 1 notebook given")
+    trees = []
     for number, source in enumerate(notebook_code(sub.notebook)):
         try:
-            tree = ast.parse(source)
+            trees.append((number, source, ast.parse(source)))
         except SyntaxError:
             continue
-        for node in ast.walk(tree):
-            used = (node.attr if isinstance(node, ast.Attribute) else
-                    node.name if isinstance(node, ast.alias) else None)
-            if used in FORBIDDEN:
-                line = source.splitlines()[node.lineno - 1].strip() if hasattr(node, "lineno") else used
-                raise Failed(f"code cell {number} uses {used}: {line}", f"the notebook's code cell {number}")
+    imported = {alias.asname or alias.name: alias.name for _, _, tree in trees for node in ast.walk(tree)
+                if isinstance(node, ast.ImportFrom) for alias in node.names if alias.name in FORBIDDEN}
+    for number, source, tree in trees:
+        for definition in (n for n in tree.body if isinstance(n, (ast.ClassDef, ast.FunctionDef))):
+            for node in ast.walk(definition):
+                used = (node.attr if isinstance(node, ast.Attribute) and node.attr in FORBIDDEN else
+                        imported.get(node.id) if isinstance(node, ast.Name) else None)
+                if used:
+                    line = source.splitlines()[node.lineno - 1].strip()
+                    raise Failed(f"{definition.name} (code cell {number}) uses {used}: {line}",
+                                 f"the notebook's code cell {number}")
 
 
 @check("notebook.encoder_block", "EncoderBlock follows Figure 2 (pre-norm): s = x + Dropout(MHA(LN1(x))), "

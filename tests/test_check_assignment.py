@@ -88,7 +88,11 @@ MUTANTS = {
                            {"notebook.attention": "differs from torch.nn.MultiheadAttention"}),
     "torch-attention-in-part-1": (NOTEBOOK, [("self.attention = MultiheadAttention(dim, num_heads)",
                                               "self.attention = nn.MultiheadAttention(dim, num_heads, batch_first=True)")],
-                                  {"notebook.own_attention": "uses MultiheadAttention"}),
+                                  {"notebook.own_attention": "EncoderBlock (code cell 13) uses MultiheadAttention"}),
+    "torch-attention-imported-by-name": (NOTEBOOK, [("import torch.nn as nn\n", "import torch.nn as nn\nfrom torch.nn import MultiheadAttention as TorchAttention\n"),
+                                                    ("self.attention = MultiheadAttention(dim, num_heads)",
+                                                     "self.attention = TorchAttention(dim, num_heads, batch_first=True)")],
+                                         {"notebook.own_attention": "uses MultiheadAttention: self.attention = TorchAttention("}),
     "encoder-post-norm": (NOTEBOOK, [("h = self.norm1(x)  # (B, T, C)", "h = x"),
                                      ("return x + self.mlp(self.norm2(x))",
                                       "x = self.norm1(x)\n        return self.norm2(x + self.mlp(x))")],
@@ -163,6 +167,17 @@ def test_this_project_passes_every_check(reports):
     assert report["notebook"] == os.path.join(ROOT, NOTEBOOK) and report["part2"] == ROOT
     assert set(statuses(report).values()) == {"pass"}, [r for r in report["results"] if r["status"] != "pass"]
     assert len(report["results"]) == 18
+
+
+def test_a_test_cell_may_compare_part_1_attention_with_pytorchs(tmp_path):
+    """Only the notebook's classes and functions must avoid torch's attention; a cell that checks
+    the student's attention against nn.MultiheadAttention is allowed."""
+    make_mutant(tmp_path / "student", NOTEBOOK, [])
+    notebook = nbformat.read(tmp_path / "student" / NOTEBOOK, as_version=4)
+    notebook.cells.append(nbformat.v4.new_code_cell("reference = nn.MultiheadAttention(8, 2, batch_first=True)"))
+    nbformat.write(notebook, tmp_path / "student" / NOTEBOOK)
+    result = run_checker(tmp_path / "student", "--only", "own_attention", "--json")
+    assert json.loads(result.stdout)[0]["results"][0]["status"] == "pass", result.stdout
 
 
 @pytest.mark.parametrize("mutant", MUTANTS)
