@@ -561,11 +561,7 @@ def check_block_layout(sub):
     d, T = 16, 6
     torch.manual_seed(3)
     block = DecoderBlock(d, 2, 0.1).eval()
-    attention, norms, linears = block_parts(block, d)
-    with torch.no_grad():
-        for norm in norms:
-            norm.weight.uniform_(0.5, 1.5)
-            norm.bias.normal_()
+    attention, norms, linears = block_parts(block, nn.MultiheadAttention, d, figure=4)
     x = torch.randn(2, T, d)
     mask = torch.ones(T, T).triu(diagonal=1).bool()
     with torch.no_grad():
@@ -584,49 +580,52 @@ def check_block_layout(sub):
         with torch.no_grad():
             if close(got, ours(x, mask, None)):
                 return
-    layout = which_layout(x, mask, attention, norms, linears, got)
-    raise Failed(f"the block computes {layout}" if layout else
-                 "the output matches neither Figure 4 nor the usual pre-norm or post-norm layouts "
-                 "(check the residual connections, the LayerNorms and the MLP's GELU)", where)
+    layout = which_layout(x, lambda h: attention(h, h, h, attn_mask=mask, need_weights=False)[0],
+                          norms, linears, got)
+    raise Failed({
+        "pre-norm": "the block computes the standard pre-norm layout, out = s + MLP(LN2(s)) with s = x + "
+                    "MHA(LN1(x)); Figure 4 puts LN2 on the residual stream: h = LN2(x + MHA(LN1(x))), "
+                    "out = h + MLP(h)",
+        "post-norm": "the block computes the post-norm layout of the original Transformer, LN(x + MHA(x)); "
+                     "Figure 4 normalises before attention: h = LN2(x + MHA(LN1(x))), out = h + MLP(h)",
+        "": "the output matches neither Figure 4 nor the usual pre-norm or post-norm layouts (check the "
+            "residual connections, the LayerNorms and the MLP's GELU)"}[layout], where)
 
 
-def block_parts(block, d):
-    """(the MultiheadAttention, the two LayerNorms, the MLP's two Linear layers) of a block."""
-    attentions = [m for m in block.modules() if isinstance(m, nn.MultiheadAttention)]
-    if len(attentions) != 1:
-        raise Failed(f"DecoderBlock holds {len(attentions)} torch.nn.MultiheadAttention modules; Part 2 "
-                     "asks for exactly one")
-    inside = {id(m) for m in attentions[0].modules()}
+def block_parts(block, attention_type, d, figure):
+    """(the attention module, the two LayerNorms, the MLP's Linear(d, 4d) and Linear(4d, d)) of a
+    block, with random LayerNorm weights so that their order matters; Failed if it has others."""
+    attentions = [m for m in block.modules() if isinstance(m, attention_type)]
+    inside = {id(m) for a in attentions for m in a.modules()}
     norms = [m for m in block.modules() if isinstance(m, nn.LayerNorm)]
     linears = [m for m in block.modules() if isinstance(m, nn.Linear) and id(m) not in inside]
     shapes = sorted(tuple(m.weight.shape) for m in linears)
-    if len(norms) != 2 or shapes != [(d, 4 * d), (4 * d, d)]:
-        raise Failed(f"DecoderBlock({d}, ...) has {len(norms)} LayerNorms and MLP weights of shapes {shapes}; "
-                     f"Figure 4 has 2 LayerNorms and Linear({d}, {4 * d}), Linear({4 * d}, {d})")
+    if len(attentions) != 1 or len(norms) != 2 or shapes != [(d, 4 * d), (4 * d, d)]:
+        raise Failed(f"{type(block).__name__}({d}, ...) holds {len(attentions)} {attention_type.__name__}, "
+                     f"{len(norms)} LayerNorms and other Linear weights of shapes {shapes}; Figure {figure} "
+                     f"has 1, 2 and Linear({d}, {4 * d}), Linear({4 * d}, {d})")
+    with torch.no_grad():
+        for norm in norms:
+            norm.weight.uniform_(0.5, 1.5)
+            norm.bias.normal_()
     linears.sort(key=lambda m: m.weight.shape[0], reverse=True)  # Linear(d, 4d) first
     return attentions[0], norms, linears
 
 
-def which_layout(x, mask, attention, norms, linears, got):
-    """Name the known layout the block computes, or "" (for the report)."""
-    def mha(h):
-        return attention(h, h, h, attn_mask=mask, need_weights=False)[0]
-
+def which_layout(x, mha, norms, linears, got):
+    """"pre-norm", "post-norm" or "" : the usual layout the block's output `got` matches, computed
+    from its own parts (`mha(h)` its attention over h), with either LayerNorm first."""
     def mlp(h):
         return linears[1](nn.functional.gelu(linears[0](h)))
 
-    for ln1, ln2 in (norms, norms[::-1]):
-        with torch.no_grad():
+    with torch.no_grad():
+        for ln1, ln2 in (norms, norms[::-1]):
             s = x + mha(ln1(x))
-            pre_norm = s + mlp(ln2(s))
+            if close(got, s + mlp(ln2(s))):  # Figure 2 (Part 1), GPT-2's own layout
+                return "pre-norm"
             h = ln1(x + mha(x))
-            post_norm = ln2(h + mlp(h))
-        if close(got, pre_norm):
-            return ("the standard pre-norm layout, out = s + MLP(LN2(s)) with s = x + MHA(LN1(x)); Figure 4 "
-                    "puts LN2 on the residual stream: h = LN2(x + MHA(LN1(x))), out = h + MLP(h)")
-        if close(got, post_norm):
-            return ("the post-norm layout of the original Transformer, LN(x + MHA(x)); Figure 4 normalises "
-                    "before attention: h = LN2(x + MHA(LN1(x))), out = h + MLP(h)")
+            if close(got, ln2(h + mlp(h))):  # the original Transformer
+                return "post-norm"
     return ""
 
 
@@ -768,41 +767,23 @@ def check_encoder_block(sub):
     d, T = 12, 6
     torch.manual_seed(6)
     block = EncoderBlock(d, 3).eval()
-    attentions = [m for m in block.modules() if isinstance(m, Attention)]
-    norms = [m for m in block.modules() if isinstance(m, nn.LayerNorm)]
-    inside = {id(m) for a in attentions for m in a.modules()}
-    linears = sorted((m for m in block.modules() if isinstance(m, nn.Linear) and id(m) not in inside),
-                     key=lambda m: m.weight.shape[0], reverse=True)
-    if len(attentions) != 1 or len(norms) != 2 or len(linears) != 2:
-        raise Failed(f"EncoderBlock has {len(attentions)} MultiheadAttention, {len(norms)} LayerNorms and "
-                     f"{len(linears)} other Linear layers; Figure 2 has 1, 2 and 2")
-    with torch.no_grad():
-        for norm in norms:
-            norm.weight.uniform_(0.5, 1.5)
-            norm.bias.normal_()
+    attention, norms, linears = block_parts(block, Attention, d, figure=2)
     x = torch.randn(2, T, d)
     mask = torch.arange(T)[None, :] >= torch.tensor([T, 4])[:, None]
     where = f"EncoderBlock({d}, 3) in eval mode, x of shape (2, {T}, {d}), padding after lengths [{T}, 4]"
     with torch.no_grad():
         got = block(x, mask=mask)
 
-        def mha(h):
-            out = attentions[0](h, h, h, mask)
-            return out[0] if isinstance(out, tuple) else out
+    def mha(h):
+        out = attention(h, h, h, mask)
+        return out[0] if isinstance(out, tuple) else out
 
-        def mlp(h):
-            return linears[1](nn.functional.gelu(linears[0](h)))
-
-        for ln1, ln2 in (norms, norms[::-1]):
-            s = x + mha(ln1(x))
-            if close(got, s + mlp(ln2(s))):
-                return
-        for ln1, ln2 in (norms, norms[::-1]):
-            h = ln1(x + mha(x))
-            if close(got, ln2(h + mlp(h))):
-                raise Failed("the block is post-norm, LN(x + MHA(x)); Figure 2 normalises first: "
-                             "s = x + MHA(LN1(x)), out = s + MLP(LN2(s))", where)
-    raise Failed("the output is not Figure 2's s + MLP(LN2(s)) with s = x + MHA(LN1(x))", where)
+    layout = which_layout(x, mha, norms, linears, got)
+    if layout == "post-norm":
+        raise Failed("the block is post-norm, LN(x + MHA(x)); Figure 2 normalises first: "
+                     "s = x + MHA(LN1(x)), out = s + MLP(LN2(s))", where)
+    if layout != "pre-norm":
+        raise Failed("the output is not Figure 2's s + MLP(LN2(s)) with s = x + MHA(LN1(x))", where)
 
 
 @check("notebook.positional_encoding", "PositionalEncoding(embed_size, max_len) adds the sinusoidal "
