@@ -65,7 +65,7 @@ def loss_sum_and_count(net, batch, runtime, vocab_size, output_layer=None):
 
     `net` returns logits (B, T, vocab), scored by F.cross_entropy; or, with `output_layer` (the
     model's fc_out), it is a fused_loss.HiddenStates returning (B, T, C), and linear_cross_entropy
-    computes the output layer and the loss together (fp32 only).
+    computes the output layer and the loss together (fp32, or its matmuls in bf16 under autocast).
     """
     source, target, padding_mask = (t.to(runtime.device, non_blocking=True) for t in batch.values())
     n_tokens = (target != IGNORE_INDEX).sum()
@@ -73,7 +73,7 @@ def loss_sum_and_count(net, batch, runtime, vocab_size, output_layer=None):
     with torch.autocast(runtime.device.type, dtype=precision.dtype, enabled=precision.autocast):
         out = net(source, padding_mask=padding_mask)  # (B, T, vocab), or (B, T, C) when fused
     if output_layer is not None:
-        return linear_cross_entropy(out, output_layer, target), n_tokens
+        return linear_cross_entropy(out, output_layer, target, dtype=precision.dtype), n_tokens
     # (B*T, vocab) is contiguous; the template's logits.transpose(1, 2) makes log_softmax run
     # over a strided dimension: 1.4x-1.6x slower tiny-model steps (bench/bench_cpu_choices.py).
     loss = F.cross_entropy(out.float().reshape(-1, vocab_size), target.reshape(-1),
@@ -105,11 +105,12 @@ def evaluate(model, dataset, indices, config, runtime, max_batches=0):
 def training_net(model, runtime):
     """(what the training step calls, the output layer the loss applies itself or None).
 
-    In fp32 the output layer and the loss are computed together (fused_loss.py): the step calls
-    the model without fc_out. Under autocast the model computes its logits and F.cross_entropy
-    scores them. Either is wrapped in DDP and torch.compile when the run uses them.
+    In fp32 and bf16 the output layer and the loss are computed together (fused_loss.py): the
+    step calls the model without fc_out. In fp16 with a gradient scaler (a T4) the model computes
+    its logits and F.cross_entropy scores them, so that the scaled gradients flow through fc_out.
+    Either is wrapped in DDP and torch.compile when the run uses them.
     """
-    if runtime.precision.autocast:
+    if runtime.precision.grad_scaler:
         return runtime.wrap(model), None
     return runtime.wrap(HiddenStates(model)), model.fc_out
 

@@ -8,8 +8,9 @@ Three ways to train the same model shape on the same data (the real stand-in QA 
 ../shared/data is present, else the built-in corpus), each from the same seed:
 
   this project   train.py's step: length-grouped batches padded to their longest item, the output
-                 layer fused with the loss over real positions only (fused_loss.linear_cross_entropy),
-                 precision from utils.choose_precision (fp32 on CPUs without bf16 units)
+                 layer fused with the loss over real positions only (fused_loss.linear_cross_entropy,
+                 its matmuls in bf16 under bf16 autocast), precision from utils.choose_precision
+                 (fp32 on CPUs without bf16 units)
   template       the template's recipe: random batches padded to max_len, fp32,
                  cross_entropy(logits.transpose(1, 2), target)
   HF GPT-2       transformers.GPT2LMHeadModel with the same sizes, fed this project's batches
@@ -81,8 +82,8 @@ def measure(model, batches, loss_fn, precision, warmup):
 
 
 def ours_loss(model, batch, precision):
-    """Exactly train.py's loss (train.training_net): in fp32 the model's hidden states, then the
-    output layer fused with the loss; under autocast logits and F.cross_entropy."""
+    """Exactly train.py's loss (train.training_net): in fp32 and bf16 the model's hidden states,
+    then the output layer fused with the loss; in fp16 logits and F.cross_entropy."""
     runtime = SimpleNamespace(device=torch.device("cpu"), precision=precision, wrap=lambda module: module)
     net, output_layer = training_net(model, runtime)
     loss_sum, n_tokens = loss_sum_and_count(net, batch, runtime, model.vocab_size, output_layer)

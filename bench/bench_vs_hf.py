@@ -6,7 +6,7 @@ Both models have the preset's size (embed, heads, layers, vocabulary, max_len) a
 on the same batches, in the same order, with the same optimizer, schedule and precision
 (train.train_step; utils.choose_precision), for the same wall-clock minutes each on this CPU:
 
-  this project   TransformerModel, the step train.py runs (fused output layer in fp32)
+  this project   TransformerModel, the step train.py runs (output layer fused with the loss in fp32 and bf16)
   HF GPT-2       transformers.GPT2LMHeadModel (pre-norm, learned positions, tied output layer)
 
 Every minute (evaluation time not counted) both are scored on the same validation pairs (the

@@ -95,7 +95,7 @@ def reference_mean_loss_and_grads(model, batch):
     """The assignment's loss: mean cross-entropy over the real (non -100) target tokens."""
     model = copy.deepcopy(model).train()
     logits = model(batch["source_sequence"], padding_mask=batch["key_padding_mask"])
-    loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), batch["target_sequence"].reshape(-1),
+    loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), batch["target_sequence"].reshape(-1),
                            ignore_index=-100)
     loss.backward()
     return loss.item(), [p.grad.clone() for p in model.parameters()]
@@ -300,7 +300,9 @@ def test_ddp_with_two_gloo_processes_matches_one_process(pairs_folder, tmp_path)
 
 
 @pytest.mark.parametrize("chunk_rows", [3, 2048])
-def test_linear_cross_entropy_equals_cross_entropy_of_logits(chunk_rows):
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_linear_cross_entropy_equals_cross_entropy_of_logits(chunk_rows, dtype):
+    """Equal to the plain code, in fp32 and as the plain code runs under bf16 autocast."""
     from fused_loss import linear_cross_entropy
 
     torch.manual_seed(0)
@@ -310,13 +312,34 @@ def test_linear_cross_entropy_equals_cross_entropy_of_logits(chunk_rows):
     target[1, 4:] = -100
     target[2, :] = -100
 
-    expected = F.cross_entropy(layer(hidden).reshape(-1, 50), target.reshape(-1), reduction="sum")
+    with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
+        logits = layer(hidden)  # (3, 7, 50)
+    expected = F.cross_entropy(logits.float().reshape(-1, 50), target.reshape(-1), reduction="sum")
     grads = torch.autograd.grad(expected * 0.5, [hidden, layer.weight, layer.bias])
-    got = linear_cross_entropy(hidden, layer, target, chunk_rows=chunk_rows)
+    got = linear_cross_entropy(hidden, layer, target, chunk_rows=chunk_rows, dtype=dtype)
     got_grads = torch.autograd.grad(got * 0.5, [hidden, layer.weight, layer.bias])
-    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-6)
-    for g, e in zip(got_grads, grads):
-        torch.testing.assert_close(g, e, atol=1e-6, rtol=1e-5)
+    if dtype == torch.float32:
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-6)
+        for g, e in zip(got_grads, grads):
+            torch.testing.assert_close(g, e, atol=1e-6, rtol=1e-5)
+    else:  # the same bf16 logits; gradients summed in fp32 here, rounded to bf16 there
+        torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-5)
+        for g, e in zip(got_grads, grads):
+            assert g.dtype == e.dtype == torch.float32
+            torch.testing.assert_close(g, e, atol=2e-2 * e.abs().max().item(), rtol=0)
+
+
+def test_bf16_training_step_is_the_mean_loss_of_the_autocast_logits(pairs_folder, tmp_path):
+    """Under bf16 train.py fuses the output layer with the loss; its loss and gradients are those
+    of the plain code under bf16 autocast (logits, then .float(), then F.cross_entropy)."""
+    cfg, _, model, batch = padded_batch_and_model(pairs_folder, tmp_path, grad_clip=0.0, precision="bf16")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        expected_loss, expected_grads = reference_mean_loss_and_grads(model, batch)
+    loss, tokens = frozen_step(cfg, model, batch)
+    assert tokens == int((batch["target_sequence"] != -100).sum())
+    assert loss == pytest.approx(expected_loss, rel=2e-6)  # the same bf16 logits, softmax in fp32
+    for param, expected in zip(model.parameters(), expected_grads):
+        torch.testing.assert_close(param.grad, expected, atol=2e-2 * expected.abs().max().item() + 1e-6, rtol=0)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -346,6 +369,7 @@ def fp16_step_parts(pairs_folder, tmp_path, scaler, lr=1e-2, **overrides):
     assert runtime.precision.autocast and runtime.precision.grad_scaler
     state = TrainingState(model, torch.optim.AdamW(model.parameters(), lr=lr), None, scaler, Progress(), {}, "")
     net, output_layer = training_net(model, runtime)
+    assert output_layer is None  # under a gradient scaler the scaled gradients flow through fc_out
     return cfg, model, batch, state, (output_layer, cfg, runtime), net
 
 
