@@ -8,9 +8,8 @@ hashed, so `st.cache_resource` and `functools.cache` take it as it is. Four pres
     tiny      the template's tiny CPU override (vocab 5000, embed 16, 2 heads, 2 layers, ...),
               files in temp/tiny/ so switching presets never mixes tokenizers and checkpoints
     demo      a small model on the built-in generated corpus (runs offline), files in temp/demo/
-    small     a 7.3M-parameter model for real questions: 3 epochs in about 22 minutes on 2 cores with
-              native bf16; about 16 minutes an epoch in fp32 on AVX2-only CPUs (--num_epochs 2 there),
-              files in temp/small/
+    small     a 7.3M-parameter model for real questions, 2 epochs: about half an hour on 2 cores of
+              an AVX2-only CPU (fp32), well under on CPUs with native bf16 (README), files in temp/small/
 
 Choose a preset without editing this file, and override any key from the command line of every
 script:
@@ -166,10 +165,10 @@ PRESETS = {
         "model_train_fraction": 0.1,
         **_files_under("temp/tiny"),
     },
-    # Real questions on a CPU: 22 minutes on 2 cores with native bf16; about 16 minutes an epoch in
-    # fp32 on AVX2-only CPUs, where --num_epochs 2 keeps it near half an hour (README, "A model
-    # trained on real questions"). 3.6 % of the course's GooAQ subset is about 31,000 pairs; with a file of
-    # your own, pass --dataset FILE --model_train_fraction 1.
+    # Real questions on a CPU in about half an hour on 2 cores: an epoch takes about 16 minutes in
+    # fp32 on an AVX2-only CPU, much less with native bf16 units, where --num_epochs 3 lowers the
+    # loss further (README, "A model trained on real questions"). 3.6 % of the course's GooAQ subset
+    # is about 31,000 pairs; with a file of your own, pass --dataset FILE --model_train_fraction 1.
     "small": {
         "vocab_size": 8000,
         "embed_size": 256,
@@ -180,7 +179,7 @@ PRESETS = {
         "batch_size": 32,
         "dataloader_num_workers": 0,
         "lr": 1e-3,
-        "num_epochs": 3,
+        "num_epochs": 2,
         "warmup_steps": 200,
         "val_fraction": 0.02,
         "eval_every": 300,
