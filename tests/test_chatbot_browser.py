@@ -121,7 +121,13 @@ def test_question_typed_in_the_browser_gets_an_answer(server, browser, tmp_path)
 
     browser.get(server)
     (box,) = wait_for(lambda: find("textarea[data-testid=stChatInputTextArea]"), 30, "the chat input")
-    box.send_keys(QUESTION + Keys.ENTER)
+    # ChromeDriver types only characters of the Basic Multilingual Plane, so the text (with its
+    # emoji) goes in as a user's paste would: the textarea's value, then an input event for React.
+    browser.execute_script(
+        "const [box, text] = arguments;"
+        "Object.getOwnPropertyDescriptor(HTMLTextAreaElement.prototype, 'value').set.call(box, text);"
+        "box.dispatchEvent(new Event('input', {bubbles: true}));", box, QUESTION)
+    box.send_keys(Keys.ENTER)
 
     def answered():
         messages = find("[data-testid=stChatMessage]")
