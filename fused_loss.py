@@ -8,8 +8,8 @@ The plain loss (train.loss_sum_and_count without `output_layer`) is the template
 On a CPU in fp32 most of a small model's step goes into that (B, T, vocab) tensor: fc_out over
 every position, padding included, a log-softmax of the same size, and a zero-filled gradient
 buffer. Here only real target positions go through fc_out, chunk by chunk, and the gradients
-are computed in the forward pass. Loss and every gradient equal the plain code
-(tests/test_train.py). train.py uses it in fp32 and under bf16 autocast, where the matmuls run in
+are computed in the forward pass. Loss and every gradient equal the plain code's (in bf16 up
+to bf16 rounding; tests/test_train.py). train.py uses it in fp32 and under bf16 autocast, where the matmuls run in
 bf16 as autocast would run fc_out and the softmax stays in fp32, as after the plain code's
 logits.float(). Under fp16 with a gradient scaler (a T4) train.py runs the plain code: the
 gradients here are computed before the scale is known, so small ones would underflow in fp16.
@@ -42,7 +42,8 @@ class _LinearCrossEntropy(torch.autograd.Function):
     Never materialises the (N, vocab) logits, their log-softmax or the zero-filled gradient
     buffer that F.cross_entropy's backward needs; per chunk: logits -> log-softmax -> softmax in
     place -> minus one-hot = dloss/dlogits -> gradients of hidden, W and b. The three matmuls
-    run in `dtype` (fp32, or bf16 as under autocast); everything else in fp32.
+    run in `dtype` (fp32, or bf16 as under autocast); the softmax and the sums of the weight and
+    bias gradients in fp32; the gradient of `hidden` comes back in hidden's dtype.
     """
 
     @staticmethod

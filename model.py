@@ -178,8 +178,9 @@ class TransformerModel(nn.Module):
         return self.fc_out(self.hidden_states(x, padding_mask, cache))  # (B, T, vocab)
 
     def hidden_states(self, x, padding_mask=None, cache=None):
-        """The last block's output (B, T, C): forward without fc_out. Training computes fc_out
-        and the loss together from these (fused_loss.py), never holding the (B, T, vocab) logits."""
+        """The last block's output (B, T, C): forward without fc_out. Training in fp32 and bf16
+        computes fc_out and the loss together from these (fused_loss.py), never holding the
+        (B, T, vocab) logits."""
         start = 0 if cache is None else len(cache)
         end = start + x.size(1)
         if end > self.max_len:
