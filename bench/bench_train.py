@@ -3,6 +3,7 @@
     make bench-deps                                  # once: installs transformers (reference only)
     .venv/bin/python bench/bench_train.py            # tiny and default model
     .venv/bin/python bench/bench_train.py --models tiny --steps 20
+    .venv/bin/python bench/bench_train.py --models default --steps 4 --profile   # and where the time goes
 
 Three ways to train the same model shape on the same data (the real stand-in QA corpus when
 ../shared/data is present, else the built-in corpus), each from the same seed:
@@ -62,6 +63,16 @@ class HFGPT2(torch.nn.Module):
         return self.model(input_ids=source, attention_mask=attention_mask).logits
 
 
+def step(model, optimizer, batch, loss_fn, precision):
+    """One training step; returns the batch's useful (non -100) target tokens."""
+    loss = loss_fn(model, batch, precision)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    return int((batch["target_sequence"] != IGNORE_INDEX).sum())
+
+
 def measure(model, batches, loss_fn, precision, warmup):
     torch.manual_seed(0)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -70,15 +81,25 @@ def measure(model, batches, loss_fn, precision, warmup):
     for i, batch in enumerate(batches):
         if i == warmup:
             tokens, start = 0, time.perf_counter()
-        target = batch["target_sequence"]
-        loss = loss_fn(model, batch, precision)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        tokens += int((target != IGNORE_INDEX).sum())
+        tokens += step(model, optimizer, batch, loss_fn, precision)
     elapsed = time.perf_counter() - start
     return elapsed / (len(batches) - warmup), tokens / elapsed
+
+
+def profile(name, model, batches, loss_fn, precision, row_limit=12):
+    """Where the time goes: torch.profiler's operators over two steps after one warm-up step."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    torch.manual_seed(0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    model.train()
+    step(model, optimizer, batches[0], loss_fn, precision)
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        for batch in batches[1:3]:
+            step(model, optimizer, batch, loss_fn, precision)
+    print(f"\n{name}: operators by self CPU time over 2 steps")
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=row_limit))
 
 
 def ours_loss(model, batch, precision):
@@ -103,7 +124,7 @@ def plain_loss(model, batch, precision):
     return F.cross_entropy(logits.reshape(-1, logits.size(-1)), target.reshape(-1))
 
 
-def bench(preset, pairs, steps, warmup, with_hf):
+def bench(preset, pairs, steps, warmup, with_hf, with_profile=False):
     cfg = make_config(preset, device="cpu", model_train_fraction=1.0)
     tokenizer = make_tokenizer(cfg, pairs)
     dataset = QADataset(cfg, tokenizer, pairs=pairs)
@@ -131,6 +152,12 @@ def bench(preset, pairs, steps, warmup, with_hf):
     for name, per_step, rate in rows:
         print(f"{name:24s} {per_step:8.3f} {rate:13,.0f} {base / rate:15.2f}x")
     print(f"time per 100 steps, this project: {100 * rows[0][1] / 60:.1f} min")
+    if with_profile:
+        torch.manual_seed(0)
+        profile("this project", TransformerModel(cfg), ours, ours_loss, precision)
+        if with_hf:
+            torch.manual_seed(0)
+            profile("HF GPT-2, same batches", HFGPT2(cfg), ours, plain_loss, precision)
     return rows
 
 
@@ -140,6 +167,8 @@ def main():
     parser.add_argument("--models", nargs="+", default=["tiny", "default"], choices=["tiny", "demo", "default"])
     parser.add_argument("--steps", type=int, default=0, help="timed steps (default: 30 tiny/demo, 4 default)")
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--profile", action="store_true",
+                        help="then profile two steps of this project and of HF GPT-2 (torch.profiler)")
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     ours = choose_precision("cpu", make_config(device="cpu").precision).name
@@ -153,7 +182,8 @@ def main():
     pairs = load_qa_pairs(args.dataset, "train")
     print(f"data: {pairs.description} ({len(pairs):,} pairs)")
     for preset in args.models:
-        bench(preset, pairs, args.steps or (4 if preset == "default" else 30), args.warmup, with_hf)
+        bench(preset, pairs, args.steps or (4 if preset == "default" else 30), args.warmup, with_hf,
+              args.profile)
 
 
 if __name__ == "__main__":
