@@ -9,10 +9,12 @@ On a CPU in fp32 most of a small model's step goes into that (B, T, vocab) tenso
 every position, padding included, a log-softmax of the same size, and a zero-filled gradient
 buffer. Here only real target positions go through fc_out, chunk by chunk, and the gradients
 are computed in the forward pass. Loss and every gradient equal the plain code's (in bf16 up
-to bf16 rounding; tests/test_train.py). train.py uses it in fp32 and under bf16 autocast, where the matmuls run in
-bf16 as autocast would run fc_out and the softmax stays in fp32, as after the plain code's
-logits.float(). Under fp16 with a gradient scaler (a T4) train.py runs the plain code: the
-gradients here are computed before the scale is known, so small ones would underflow in fp16.
+to bf16 rounding; tests/test_train.py).
+
+train.py uses it in fp32 and under bf16 autocast, where the matmuls run in bf16 as autocast
+would run fc_out and the softmax stays in fp32, as after the plain code's logits.float(). Under
+fp16 with a gradient scaler (a T4) train.py runs the plain code: the gradients here are computed
+before the scale is known, so small ones would underflow in fp16.
 """
 
 import torch
@@ -85,4 +87,5 @@ def linear_cross_entropy(hidden, linear, target, chunk_rows=2048, dtype=torch.fl
     """
     keep = target.reshape(-1) != IGNORE_INDEX
     rows = hidden.reshape(-1, hidden.size(-1))[keep]  # (N, C)
-    return _LinearCrossEntropy.apply(rows, linear.weight, linear.bias, target.reshape(-1)[keep], chunk_rows, dtype)
+    return _LinearCrossEntropy.apply(rows, linear.weight, linear.bias, target.reshape(-1)[keep],
+                                     chunk_rows, dtype)
