@@ -62,7 +62,7 @@ DEFAULTS = {
     "top_p": 0.95,
     "temperature": 0.7,
     # Training (train.py); see README "Training".
-    "precision": "auto",  # auto | fp32 | bf16 | fp16 (auto: fp16/bf16 on CUDA, fp32 on CPUs without bf16 units)
+    "precision": "auto",  # auto | fp32 | bf16 | fp16 (auto: see utils.choose_precision)
     "compile": "auto",  # auto | on | off (auto: on for CUDA)
     "weight_decay": 0.01,  # AdamW's default, as the template's optimizer
     "grad_clip": 1.0,  # max gradient norm; 0 turns clipping off
@@ -110,8 +110,9 @@ HELP = {
     "preset": "the preset these values started from",
     "top_p": "top-p sampling: keep the most likely tokens up to this probability mass",
     "temperature": "divide the logits by this before sampling (below 1: more conservative)",
-    "precision": "auto, fp32, bf16 or fp16 (auto: fp16/bf16 on CUDA, bf16 on CPUs with native "
-                 "bf16 units, else fp32)",
+    "precision": "auto, fp32, bf16 or fp16 (auto: bf16 on GPUs of compute capability 8.0 or "
+                 "higher, fp16 with a gradient scaler on older ones such as the T4; bf16 on CPUs "
+                 "whose flags show native bf16 units, else fp32)",
     "compile": "torch.compile the training model: auto (on for CUDA), on or off",
     "weight_decay": "AdamW's weight decay",
     "grad_clip": "largest gradient norm (0: no clipping)",

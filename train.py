@@ -10,10 +10,12 @@ Rerunning the same command after an interruption continues from the last checkpo
 same step, same data order and RNG states, so on CPU in fp32 the final weights equal those of an
 uninterrupted run. What it adds to the template's loop:
 
-- precision decided once (utils.choose_precision): CUDA fp16 autocast with a gradient scaler, or
-  bf16 where the GPU has it; fp32 on CPUs without native bf16; settable with --precision;
+- precision decided once (utils.choose_precision): on CUDA bf16 from compute capability 8.0,
+  fp16 autocast with a gradient scaler below it (a T4); on a CPU bf16 only where its flags show
+  native bf16 units, else fp32; settable with --precision;
 - torch.compile of the training model on CUDA (--compile on|off|auto), falling back to eager
-  mode with one message if compilation fails; checkpoints come from the uncompiled module;
+  mode with one message if compilation fails in the forward or the backward pass; checkpoints
+  come from the uncompiled module;
 - length-aware batching: each batch is padded only to its longest sequence, and similar lengths
   are grouped (--length_grouping); the per-position loss is the same as with fixed padding;
 - gradient clipping, warmup then cosine decay, a validation split with loss and perplexity every
@@ -38,8 +40,8 @@ from dataset import IGNORE_INDEX, BatchView, QADataset, epoch_batches, split_ind
 from fused_loss import HiddenStates, linear_cross_entropy
 from model import TransformerModel
 from tokenizer import load_tokenizer
-from utils import (CsvLog, Runtime, UserError, get_num_params, plot_loss_curve, print_config,
-                   run_main, seed_everything)
+from utils import (CompiledOrEager, CsvLog, Runtime, UserError, get_num_params, plot_loss_curve,
+                   print_config, run_main, seed_everything)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -121,12 +123,21 @@ def train_step(net, batch, state, output_layer, config, runtime):
     The loss is summed and divided by the token count of the *global* batch (times the number of
     ranks, because DDP averages gradients), so several processes compute exactly the gradient
     one process computes for the same global batch. Gradients are clipped after unscaling.
+    Under torch.compile, a compiler failure in the forward or the backward pass reruns the step
+    without compilation (utils.CompiledOrEager).
     """
-    loss_sum, n_tokens = loss_sum_and_count(net, batch, runtime, config.vocab_size, output_layer)
-    global_loss, global_tokens = runtime.all_sum(loss_sum.item(), n_tokens.item())
-    loss = loss_sum * runtime.world_size / max(global_tokens, 1.0)
-    state.optimizer.zero_grad(set_to_none=True)
-    state.scaler.scale(loss).backward()
+    def forward_backward():
+        loss_sum, n_tokens = loss_sum_and_count(net, batch, runtime, config.vocab_size, output_layer)
+        global_loss, global_tokens = runtime.all_sum(loss_sum.item(), n_tokens.item())
+        loss = loss_sum * runtime.world_size / max(global_tokens, 1.0)
+        state.optimizer.zero_grad(set_to_none=True)
+        state.scaler.scale(loss).backward()
+        return global_loss, global_tokens
+
+    if isinstance(net, CompiledOrEager):  # a compile failure in either pass falls back to eager
+        global_loss, global_tokens = net.run_step(forward_backward)
+    else:
+        global_loss, global_tokens = forward_backward()
     if config.grad_clip:
         state.scaler.unscale_(state.optimizer)
         torch.nn.utils.clip_grad_norm_(state.model.parameters(), config.grad_clip)

@@ -8,6 +8,7 @@ DDP ranks, compilation); the training log (CSV and loss-curve PNG); RNG states a
 
 import csv
 import os
+import platform
 import random
 import sys
 import tempfile
@@ -68,6 +69,26 @@ class Precision:
     reason: str
 
 
+NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})  # /proc/cpuinfo flags of bf16 units
+BF16_GPU_CAPABILITY = (8, 0)  # Ampere (A100, RTX 30xx) and newer compute bf16 natively
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """What the machine reports about itself: the facts the precision choice rests on.
+
+    read_hardware() reads them; tests write one by hand to stand for a T4, a Mac or a Windows
+    laptop. cpu_flags is None where the system does not list them (no /proc/cpuinfo).
+    """
+
+    system: str = "Linux"  # platform.system(): Linux, Darwin (macOS), Windows, ...
+    machine: str = "x86_64"  # platform.machine(): x86_64, arm64 (Apple silicon), AMD64, ...
+    cpu_flags: frozenset | None = None
+    onednn_bf16: bool = False  # PyTorch's CPU kernels (oneDNN) can run bf16 at all
+    gpu_name: str | None = None  # the CUDA GPU, when training on one
+    gpu_capability: tuple | None = None  # its compute capability, (7, 5) for a T4
+
+
 def cpu_info():
     """The first processor's fields of /proc/cpuinfo ("model name", "flags", ...); {} elsewhere."""
     info = {}
@@ -83,46 +104,89 @@ def cpu_info():
     return info
 
 
-def cpu_has_fast_bf16():
-    """True when the CPU has native bf16 units (AVX-512 BF16 or AMX) and oneDNN uses them.
-
-    oneDNN's own check also says yes on AVX-512 CPUs without bf16 units (Skylake, Ice Lake),
-    where bf16 is emulated, so the CPU's flags are read too where the system shows them.
-    """
+def read_hardware(device="cpu"):
+    """This machine's Hardware; the GPU fields are filled when `device` is a CUDA device."""
+    info = cpu_info()
     try:
         onednn = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
-        return False
-    flags = set(cpu_info().get("flags", "").split())
-    return onednn and (not flags or bool(flags & {"avx512_bf16", "amx_bf16"}))
+        onednn = False
+    device = torch.device(device)
+    gpu_name = gpu_capability = None
+    if device.type == "cuda" and torch.cuda.is_available():
+        gpu_name = torch.cuda.get_device_name(device)
+        gpu_capability = tuple(torch.cuda.get_device_capability(device))
+    return Hardware(platform.system(), platform.machine(),
+                    frozenset(info["flags"].split()) if "flags" in info else None,
+                    onednn, gpu_name, gpu_capability)
 
 
-def choose_precision(device, requested="auto"):
+def cpu_has_fast_bf16(hardware=None):
+    """True only where the CPU is known to have native bf16 units (AVX-512 BF16 or AMX) that
+    oneDNN uses: the CPU's flags must say so. Where the system shows no flags (macOS, Windows)
+    the answer is no: oneDNN alone also says yes on AVX-512 CPUs without bf16 units (Skylake,
+    Ice Lake, Tiger Lake), where bf16 is emulated and about 20x slower than fp32.
+
+    >>> cpu_has_fast_bf16(Hardware("Linux", cpu_flags=frozenset({"avx512f", "avx512_bf16"}), onednn_bf16=True))
+    True
+    >>> cpu_has_fast_bf16(Hardware("Windows", "AMD64", cpu_flags=None, onednn_bf16=True))
+    False
+    """
+    hardware = hardware or read_hardware()
+    return bool(hardware.onednn_bf16 and hardware.cpu_flags and hardware.cpu_flags & NATIVE_BF16_FLAGS)
+
+
+def choose_precision(device, requested="auto", hardware=None):
     """The one place where training precision is decided, with the reason (logged once).
 
-    auto: CUDA -> bf16 if the GPU supports it, else fp16 with a gradient scaler (a T4);
-          CPU  -> bf16 autocast only with native bf16 units; without them bf16 matmuls are
-                  emulated: about 20x slower than fp32 on an AVX2 CPU (bench/bench_cpu_choices.py).
-    >>> choose_precision(torch.device("cpu"), "fp32").name
-    'fp32'
+    auto: CUDA -> bf16 on compute capability 8.0 or higher (A100, L4, H100), else fp16 with a
+                  gradient scaler (T4 7.5, V100 7.0: no bf16 units there, only emulation);
+          CPU  -> bf16 autocast only where the CPU's flags show native bf16 units; elsewhere
+                  (no such flag, macOS, Windows, anything unknown) fp32, because emulated bf16
+                  is about 20x slower than fp32 (bench/bench_cpu_choices.py);
+          mps  -> fp32.
+    `hardware` (a Hardware) replaces what this machine reports; tests fake machines with it.
+    >>> choose_precision("cuda", hardware=Hardware(gpu_name="Tesla T4", gpu_capability=(7, 5))).name
+    'fp16'
     """
     device = torch.device(device)
-    if requested == "auto":
-        if device.type == "cuda":
-            requested = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-            why = "CUDA GPU " + ("supports bf16" if requested == "bf16" else "lacks bf16: fp16 with gradient scaling")
-        elif device.type == "cpu" and cpu_has_fast_bf16():
-            requested, why = "bf16", "CPU has native bf16 units"
+    if requested != "auto":
+        if requested == "fp16" and device.type == "cpu":
+            why = ("asked for: fp16 autocast with a gradient scaler on the CPU, the code path of a T4 "
+                   "GPU (for checking it; slower than fp32 on CPUs without fp16 units)")
         else:
-            requested, why = "fp32", f"{device.type} without fast bf16"
-    elif requested == "fp16" and device.type == "cpu":
-        why = ("asked for: fp16 autocast with a gradient scaler on the CPU, the code path of a T4 "
-               "GPU (for checking it; slower than fp32 on CPUs without fp16 units)")
+            why = "asked for"
     else:
-        why = "asked for"
+        hardware = hardware or read_hardware(device)
+        requested, why = _auto_precision(device, hardware)
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[requested]
     return Precision(requested, dtype, autocast=requested != "fp32",
                      grad_scaler=requested == "fp16", reason=why)
+
+
+def _auto_precision(device, hardware):
+    """(precision name, reason) that --precision auto picks on `hardware`."""
+    if device.type == "cuda":
+        major, minor = hardware.gpu_capability or (0, 0)
+        gpu = f"{hardware.gpu_name or 'CUDA GPU'} (compute capability {major}.{minor})"
+        if (major, minor) >= BF16_GPU_CAPABILITY:
+            return "bf16", f"{gpu} has native bf16"
+        return "fp16", (f"{gpu} has no native bf16 (that needs compute capability 8.0 or higher): "
+                        f"fp16 autocast with a gradient scaler")
+    if device.type != "cpu":
+        return "fp32", f"{device.type}: fp32"
+    if cpu_has_fast_bf16(hardware):
+        return "bf16", f"CPU has native bf16 units ({', '.join(sorted(hardware.cpu_flags & NATIVE_BF16_FLAGS))})"
+    if hardware.cpu_flags:
+        units = "oneDNN cannot use its bf16 units" if hardware.cpu_flags & NATIVE_BF16_FLAGS else \
+            "CPU has no native bf16 units (no avx512_bf16 or amx_bf16 flag)"
+        return "fp32", f"{units}: bf16 would be emulated, about 20x slower than fp32"
+    system = {"Darwin": "macOS", "": "this system"}.get(hardware.system, hardware.system)
+    why = (f"{system} does not show whether the CPU has native bf16 units, so fp32 "
+           f"(--precision bf16 asks for bf16; it is about 20x slower where it is emulated)")
+    if hardware.system == "Darwin" and hardware.machine == "arm64":
+        why += "; on Apple silicon, --device mps trains on the Mac's GPU"
+    return "fp32", why
 
 
 # ----------------------------------------------------------------------------------------------
@@ -131,7 +195,7 @@ def choose_precision(device, requested="auto"):
 class Runtime:
     """Where and how this process trains; under torchrun, one of several ranks."""
 
-    def __init__(self, config):
+    def __init__(self, config, hardware=None):
         self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -146,7 +210,7 @@ class Runtime:
             if not dist.is_initialized():
                 dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
         self.device = device
-        self.precision = choose_precision(device, config.precision)
+        self.precision = choose_precision(device, config.precision, hardware)
         self.compile = device.type == "cuda" if config.compile == "auto" else config.compile == "on"
         self.is_main = self.rank == 0
 
@@ -181,21 +245,34 @@ class Runtime:
 
 
 class CompiledOrEager:
-    """Call torch.compile(module); if compiling fails (no C++ compiler, an unsupported GPU, ...),
-    say so once and call `module` itself from then on."""
+    """torch.compile(module), and the way back to `module` itself when compiling fails (no C++
+    compiler, bf16 code for a GPU older than sm_80, ...).
+
+    Inductor compiles the forward pass at the first call and the backward pass at the first
+    backward, so a failure can surface in either: train.train_step runs both through run_step,
+    which says once what failed and runs the step again without compilation.
+    """
 
     def __init__(self, module, log):
         self.module, self.compiled, self.log = module, torch.compile(module), log
 
     def __call__(self, *args, **kwargs):
-        if self.compiled is not None:
-            try:
-                return self.compiled(*args, **kwargs)
-            except Exception as exc:  # noqa: BLE001 - any compiler failure falls back to eager mode
-                self.log(f"torch.compile failed ({type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0][:160] if str(exc) else ''}); continuing without compilation")
-                self.compiled = None
-        return self.module(*args, **kwargs)
+        net = self.module if self.compiled is None else self.compiled  # (not `or`: bool() calls len())
+        return net(*args, **kwargs)
+
+    def run_step(self, step):
+        """step() (forward and backward through this module); if the compiled code fails
+        anywhere in it, log the cause once and run step() again eagerly."""
+        if self.compiled is None:
+            return step()
+        try:
+            return step()
+        except Exception as exc:  # noqa: BLE001 - any compiler failure falls back to eager mode
+            first_line = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+            self.log(f"torch.compile failed ({type(exc).__name__}: {first_line}); "
+                     f"continuing without compilation")
+            self.compiled = None
+        return step()
 
 
 # ----------------------------------------------------------------------------------------------

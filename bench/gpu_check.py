@@ -1,6 +1,6 @@
 """The GPU check: train.py's recipe against the course template's on a CUDA GPU (a Colab T4).
 
-    .venv/bin/python bench/gpu_check.py                          # default 36M model, on CUDA
+    .venv/bin/python bench/gpu_check.py                          # default 36M model, on CUDA: auto, then fp16
     .venv/bin/python bench/gpu_check.py --dataset pairs.jsonl.gz --steps 50
     .venv/bin/python bench/gpu_check.py --device cpu --preset tiny --steps 3 --train_steps 20 --compile off
                                                                  # the same code on a CPU (tests run this)
@@ -18,7 +18,9 @@ projected minutes per epoch of the course's 859,765 GooAQ pairs (steps per epoch
 step time; this project's mean is over batches drawn with the length distribution of the data
 used). Then it checks the training loop itself: --train_steps fp16 steps lower the loss, the
 training state saves, and a fresh state resumed from it continues from the same step and scale.
-Nothing here was run on a GPU in this project yet; the README quotes only what a run printed.
+By default all of it runs twice: in the precision train.py's --precision auto picks on this GPU
+(bf16 from compute capability 8.0, fp16 below), then in fp16 with a gradient scaler, the T4's path,
+whatever the GPU. docs/MEASURED.md quotes only what a run printed.
 """
 
 import argparse
@@ -126,20 +128,30 @@ def main():
     parser.add_argument("--dataset", default=REAL_CORPUS if os.path.exists(REAL_CORPUS) else "builtin")
     parser.add_argument("--preset", default="default", choices=["default", "tiny", "demo"])
     parser.add_argument("--device", default="cuda")
-    parser.add_argument("--precision", default="fp16", help="fp16 as on a T4 (auto: what train.py picks)")
+    parser.add_argument("--precision", default="auto,fp16",
+                        help="comma-separated precisions to check, one after the other (default: what "
+                             "train.py's auto picks here, then fp16 as on a T4, whatever the GPU)")
     parser.add_argument("--compile", default="on", choices=["on", "off"])
     parser.add_argument("--steps", type=int, default=20, help="timed steps per recipe")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation)")
-    parser.add_argument("--train_steps", type=int, default=200, help="fp16 steps that must lower the loss")
+    parser.add_argument("--train_steps", type=int, default=200, help="steps that must lower the loss")
     args = parser.parse_args()
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         sys.exit("no CUDA GPU here: this check is for a GPU (use --device cpu to try the code on a CPU)")
+    print_machine_header()
+    for precision in args.precision.split(","):
+        print()
+        check(args, precision)
 
-    cfg = make_config(args.preset, device=args.device, precision=args.precision, compile=args.compile,
+
+def check(args, precision):
+    """The whole check in one precision: both recipes timed, then training, saving and resuming."""
+    cfg = make_config(args.preset, device=args.device, precision=precision, compile=args.compile,
                       model_train_fraction=1.0, lr=3e-4, dropout_p=0.1)
     runtime = Runtime(cfg)
     gpu = torch.cuda.get_device_name(runtime.device) if runtime.device.type == "cuda" else "none (CPU run)"
-    print_machine_header(f"{runtime.precision.name} ({runtime.precision.reason}); GPU: {gpu}")
+    chosen = f"--precision {precision}: " if precision == "auto" else ""
+    print(f"precision: {chosen}{runtime.precision.name} ({runtime.precision.reason}); GPU: {gpu}", flush=True)
     pairs = load_qa_pairs(args.dataset, "train")
     tokenizer = fit_tokenizer(cfg, (q + " " + a for q, a in zip(pairs.questions, pairs.answers)))
     dataset = QADataset(cfg, tokenizer, pairs=pairs)

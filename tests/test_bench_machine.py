@@ -39,19 +39,3 @@ def test_every_bench_script_prints_the_header_in_main():
     for path in shell:
         with open(path) as f:
             assert "bench/machine.py" in f.read(), f"{os.path.basename(path)} prints no machine header"
-
-
-def test_native_bf16_needs_the_cpu_flag_not_only_onednn(monkeypatch):
-    """oneDNN says yes on any AVX-512 CPU; bf16 autocast is only fast with avx512_bf16 or amx_bf16."""
-    import torch
-
-    import utils
-
-    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
-    monkeypatch.setattr(utils, "cpu_info", lambda: {"flags": "fpu avx2 avx512f avx512bw"})  # Skylake
-    assert not utils.cpu_has_fast_bf16()
-    assert utils.choose_precision(torch.device("cpu"), "auto").name == "fp32"
-    monkeypatch.setattr(utils, "cpu_info", lambda: {"flags": "avx2 avx512f avx512_bf16"})  # Zen 4
-    assert utils.cpu_has_fast_bf16()
-    monkeypatch.setattr(utils, "cpu_info", lambda: {})  # no /proc/cpuinfo: trust oneDNN
-    assert utils.cpu_has_fast_bf16()

@@ -258,6 +258,32 @@ def test_compile_failure_falls_back_to_eager_once(pairs_folder, tmp_path, monkey
     assert os.path.exists(cfg.model_filename)
 
 
+def test_compile_failure_in_the_backward_pass_falls_back_to_eager(pairs_folder, tmp_path, monkeypatch, capsys):
+    """Inductor compiles the backward pass at the first backward() (where a T4 fails on bf16 code):
+    that failure too falls back to eager, once, and the step is trained, not lost."""
+    import functools
+
+    import torch._dynamo
+    from torch._dynamo.backends.common import aot_autograd
+
+    def backward_compiler(graph, inputs):
+        raise RuntimeError("ptxas fatal: '.bf16' requires .target sm_80 or higher")
+
+    backend = aot_autograd(fw_compiler=lambda graph, inputs: graph.forward, bw_compiler=backward_compiler)
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend=backend))
+    cfg = tiny_run_config(fresh_copy(pairs_folder, tmp_path), num_epochs=1, max_steps=12, compile="on",
+                          dropout_p=0.0)
+    torch._dynamo.reset()
+    try:
+        train_model(cfg)
+    finally:
+        torch._dynamo.reset()
+    out = capsys.readouterr().out
+    assert out.count("torch.compile failed (RuntimeError: ptxas fatal: '.bf16' requires .target sm_80") == 1, out
+    losses = logged_losses(cfg)
+    assert len(losses) == 12 and np.mean(losses[-3:]) < np.mean(losses[:3])  # every step trained
+
+
 def test_tokenizer_larger_than_config_vocab_is_refused(pairs_folder, tmp_path):
     cfg = tiny_run_config(fresh_copy(pairs_folder, tmp_path), vocab_size=300)
     with pytest.raises(UserError, match="has 400 tokens but config.vocab_size=300"):
