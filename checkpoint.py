@@ -1,16 +1,23 @@
 """Checkpoint files: written atomically, read with `weights_only=True`, checked against the config.
 
 Files of one run (names from config), all written by TrainingState.save:
-    model_filename      temp/model.pth      plain state_dict, as the template saves it
-    optimizer_filename  temp/optimizer.pth  the whole training state: weights, optimizer,
-                                            scheduler, scaler, Progress, RNG states
-    model_filename.json temp/model.json     model shape, tokenizer fingerprint, step, val loss
+    model_filename      temp/model.pth      the weights: a plain state_dict, as the template saves it
+    optimizer_filename  temp/optimizer.pth  the rest of the training state: optimizer, scheduler,
+                                            scaler, Progress, RNG states, and the fingerprint of
+                                            the weights in model.pth it belongs to
+    model_filename.json temp/model.json     model shape, tokenizer fingerprint, step, val loss,
+                                            library versions
 
-Read back by TrainingState.resume (train.py continues a run; a course-template checkpoint is
-accepted too) and by load_trained_model (inference.py, demo.py, the chat page).
+The weights are stored once (model.pth): a save of the default 36M model writes 145 MB of weights
+and 290 MB of AdamW moments (bench/bench_checkpoint_bytes.py). Read back by TrainingState.resume
+(train.py continues a run; a course-template checkpoint is accepted too) and by load_trained_model
+(inference.py, demo.py, the chat page).
 
-A write goes to a temporary file in the same folder, is flushed to disk, then renamed over the old
-file, so a crash during a save leaves the previous checkpoint intact. Every read uses
+Every file is first written in full to a temporary file in the same folder and flushed to disk,
+then renamed over the old one, so a crash during a save leaves the previous checkpoint intact.
+model.pth and optimizer.pth are both written before either is renamed; a crash between the two
+renames leaves the new model.pth beside the finished new training state's temporary file, which
+resume recognises by the weights' fingerprint and adopts. Every read uses
 `torch.load(..., weights_only=True)`: no pickled code is ever run.
 """
 
@@ -24,9 +31,12 @@ from dataclasses import dataclass
 
 import torch
 
-from utils import UserError, ensure_parent_dir, get_num_params, get_rng_state, set_rng_state
+from utils import (UserError, ensure_parent_dir, get_num_params, get_rng_state, library_versions,
+                   set_rng_state)
 
-STATE_FORMAT = "inf265-train-state-v1"
+STATE_FORMAT = "inf265-train-state-v2"  # v1 held the weights too; resume still reads it
+OLD_STATE_FORMATS = ("inf265-train-state-v1",)
+ON_WINDOWS = os.name == "nt"
 
 # The config keys that fix the shapes of TransformerModel's tensors.
 MODEL_KEYS = ("vocab_size", "embed_size", "num_heads", "num_layers", "max_len")
@@ -38,10 +48,15 @@ def sidecar_filename(model_filename):
 
 
 def _remove_stale_temporaries(path):
-    """Delete `path.tmp-PID` files left by writers that were killed (their PID no longer runs)."""
+    """Delete `path.tmp-PID` files left by writers that were killed (their PID no longer runs).
+
+    On Windows the test is the removal itself: a file that another process still has open cannot
+    be removed there, and os.kill(pid, 0) would send that process CTRL_C_EVENT instead of
+    testing it.
+    """
     for stale in glob.glob(glob.escape(path) + ".tmp-*"):
         pid = stale.rsplit("-", 1)[-1]
-        if pid.isdigit() and int(pid) != os.getpid() and not _pid_running(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and (ON_WINDOWS or not _pid_running(int(pid))):
             try:
                 os.remove(stale)
             except OSError:
@@ -49,6 +64,7 @@ def _remove_stale_temporaries(path):
 
 
 def _pid_running(pid):
+    """Whether process `pid` runs (POSIX; on Windows this is never asked, see above)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -58,21 +74,44 @@ def _pid_running(pid):
     return True
 
 
-def _replace_atomically(path, write):
+def _temporary(path):
+    return f"{path}.tmp-{os.getpid()}"
+
+
+def write_temporary(path, write):
+    """Write a file that will replace `path` in full to its temporary name, flushed to disk;
+    returns that name. replace(path) then puts it in place."""
     ensure_parent_dir(path)
     _remove_stale_temporaries(path)
-    tmp = f"{path}.tmp-{os.getpid()}"
+    tmp = _temporary(path)
     try:
         with open(tmp, "wb") as handle:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
     except OSError as exc:
+        _discard(tmp)
         raise UserError(f"could not write {path!r}: {exc.strerror or exc}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    return tmp
+
+
+def replace(path):
+    """Rename the temporary file written by write_temporary over `path` (atomic)."""
+    try:
+        os.replace(_temporary(path), path)
+    except OSError as exc:
+        _discard(_temporary(path))
+        raise UserError(f"could not write {path!r}: {exc.strerror or exc}") from None
+
+
+def _discard(tmp):
+    if os.path.exists(tmp):
+        os.remove(tmp)
+
+
+def _replace_atomically(path, write):
+    write_temporary(path, write)
+    replace(path)
 
 
 def atomic_save(obj, path):
@@ -102,6 +141,17 @@ def file_sha256(path):
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
+    return digest.hexdigest()
+
+
+def weights_fingerprint(weights):
+    """sha256 over a state_dict's names, dtypes, shapes and bytes: ties a training state to the
+    model.pth it was saved with."""
+    digest = hashlib.sha256()
+    for key, tensor in weights.items():
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
     return digest.hexdigest()
 
 
@@ -296,12 +346,13 @@ class TrainingState:
     tokenizer_sha256: str
 
     def save(self, config):
-        """Training state first (weights included, so it is self-consistent), then model.pth and
-        model.json; each file is replaced atomically."""
-        shape = model_shape(config)
-        atomic_save({
+        """model.pth (the weights), the training state (everything else, with the weights'
+        fingerprint), then model.json. Both .pth files are written in full before either
+        replaces its old copy (see the module docstring)."""
+        shape, weights = model_shape(config), self.model.state_dict()
+        state = {
             "format": STATE_FORMAT,
-            "model": self.model.state_dict(),
+            "weights_sha256": weights_fingerprint(weights),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
@@ -310,8 +361,12 @@ class TrainingState:
             "rng": get_rng_state(),
             "model_shape": shape,
             "tokenizer_sha256": self.tokenizer_sha256,
-        }, config.optimizer_filename)
-        atomic_save(self.model.state_dict(), config.model_filename)
+            "versions": library_versions(),
+        }
+        write_temporary(config.optimizer_filename, lambda handle: torch.save(state, handle))
+        write_temporary(config.model_filename, lambda handle: torch.save(weights, handle))
+        replace(config.model_filename)
+        replace(config.optimizer_filename)
         val_loss = self.progress.val_loss
         atomic_write_json({
             "model_shape": shape,
@@ -324,13 +379,15 @@ class TrainingState:
             "global_step": self.progress.global_step,
             "val_loss": None if math.isnan(val_loss) else val_loss,
             "parameters": get_num_params(self.model),
+            "versions": state["versions"],  # the libraries that trained it (Colab's, say)
         }, sidecar_filename(config.model_filename))
 
     def resume(self, config):
         """Load the checkpoint this run should continue from, if any; return a message for the log.
 
-        Accepts this project's training state, a course-template run (optimizer.pth holding only
-        the optimizer's state_dict) and a lone model.pth; refuses another model shape or tokenizer.
+        Accepts this project's training state (and its earlier format, which held the weights
+        too), a course-template run (optimizer.pth holding only the optimizer's state_dict) and a
+        lone model.pth; refuses another model shape or tokenizer.
         """
         state_path, model_path = config.optimizer_filename, config.model_filename
         start_over = f"delete {model_path!r} and {state_path!r}, or pass --fresh, to start over"
@@ -345,7 +402,7 @@ class TrainingState:
             self.optimizer.load_state_dict(state)
             return (f"Loaded a course-template checkpoint ({model_path}, {state_path}): weights and "
                     f"optimizer restored; the template saves no position, so training starts at epoch 1")
-        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        if not isinstance(state, dict) or state.get("format") not in (STATE_FORMAT, *OLD_STATE_FORMATS):
             raise UserError(f"{state_path!r} is not a training-state file of this project; {start_over}")
         problems = shape_mismatches(state["model_shape"], config)
         if problems:
@@ -354,7 +411,12 @@ class TrainingState:
         if state["tokenizer_sha256"] != self.tokenizer_sha256:
             raise UserError(f"checkpoint {state_path!r} was trained with a different tokenizer than "
                             f"{config.tokenizer_filename!r}; restore that tokenizer, or {start_over}")
-        self.model.load_state_dict(state["model"])
+        notes = []
+        if "weights_sha256" in state:  # model.pth holds the weights
+            state, note = self._state_of_the_weights(state, config, start_over)
+            notes += [note] if note else []
+        else:  # the earlier format, weights inside
+            self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
@@ -365,14 +427,44 @@ class TrainingState:
                    f"of the epoch, {progress.global_step} steps in total")
         if state["data"] != self.data:
             changed = sorted(k for k in self.data if state["data"].get(k) != self.data[k])
-            message += (f"\nnote: {', '.join(changed)} changed since the checkpoint, so the rest of this "
-                        f"epoch sees a different data order than the interrupted run would have")
-        return message
+            notes.append(f"note: {', '.join(changed)} changed since the checkpoint, so the rest of this "
+                         f"epoch sees a different data order than the interrupted run would have")
+        return "\n".join([message, *notes])
+
+    def _state_of_the_weights(self, state, config, start_over):
+        """Load model.pth into the model; return (the training state saved with those weights,
+        a note or None).
+
+        When a save was cut between its two renames, model.pth is newer than optimizer.pth, and
+        the newer state lies finished in a temporary file: adopt it. Without one (model.pth
+        copied from another run, say), train on from these weights with the older state, and
+        say that the run is no longer exact.
+        """
+        weights = self._load_weights(config.model_filename, config, start_over)
+        fingerprint = weights_fingerprint(weights)
+        if state["weights_sha256"] == fingerprint:
+            return state, None
+        path = config.optimizer_filename
+        for candidate in sorted(glob.glob(glob.escape(path) + ".tmp-*")):
+            try:
+                finished = load_file(candidate, "training state")
+            except UserError:  # cut short while it was written
+                continue
+            if isinstance(finished, dict) and finished.get("weights_sha256") == fingerprint:
+                os.replace(candidate, path)
+                return finished, None
+        return state, (f"note: {config.model_filename} is not the model.pth that {path} was saved "
+                       f"with (it was replaced after that save); training goes on from its weights with "
+                       f"the optimizer state and position of {path}, so this run is no longer exactly "
+                       f"an uninterrupted one")
 
     def _load_weights(self, path, config, start_over):
+        """Load `path` into the model; returns the state_dict as read."""
+        weights = load_file(path, "model checkpoint")
         try:
-            self.model.load_state_dict(load_file(path, "model checkpoint"))
+            self.model.load_state_dict(weights)
         except RuntimeError as exc:
             first = str(exc).strip().splitlines()
             raise UserError(f"model checkpoint {path!r} does not fit config (preset {config.preset}): "
                             f"{' '.join(first[:3])[:300]}; use the matching --preset, or {start_over}") from None
+        return weights

@@ -74,7 +74,8 @@ DEFAULTS = {
     "val_fraction": 0.01,  # held-out share of the loaded data for validation loss
     "eval_every": 500,  # steps between validation runs (0: only at epoch end)
     "eval_max_batches": 50,  # batches per mid-epoch validation (the epoch-end one uses all)
-    "checkpoint_every": 500,  # steps between checkpoints (and one at every epoch end)
+    "checkpoint_every": 0,  # steps between checkpoints (0: by time only; one at every epoch end)
+    "checkpoint_minutes": 15.0,  # minutes between checkpoints (0: by steps only); see README "Colab"
     "max_steps": 0,  # stop after this many optimizer steps in total (0: run all epochs)
     "log_filename": "temp/train_log.csv",
     "plot_filename": "temp/loss_curve.png",
@@ -106,7 +107,7 @@ HELP = {
     "lr": "peak learning rate of AdamW",
     "num_epochs": "passes over the training pairs",
     "model_filename": "the trained weights (a plain state_dict)",
-    "optimizer_filename": "the whole training state, for resuming",
+    "optimizer_filename": "the training state besides the weights (optimizer, position, RNG), for resuming",
     "preset": "the preset these values started from",
     "top_p": "top-p sampling: keep the most likely tokens up to this probability mass",
     "temperature": "divide the logits by this before sampling (below 1: more conservative)",
@@ -124,7 +125,9 @@ HELP = {
     "val_fraction": "held-out share of the pairs for the validation loss",
     "eval_every": "steps between validation runs (0: only at each epoch end)",
     "eval_max_batches": "batches per mid-epoch validation (the epoch-end one uses all)",
-    "checkpoint_every": "steps between checkpoints (one is also saved at every epoch end)",
+    "checkpoint_every": "steps between checkpoints (0: off; one is also saved at every epoch end)",
+    "checkpoint_minutes": "minutes of training between checkpoints (0: off); each save of the default "
+                          "model writes 435 MB, to Google Drive on Colab",
     "max_steps": "stop after this many optimizer steps in total (0: run all epochs)",
     "log_filename": "CSV log of every step",
     "plot_filename": "loss-curve PNG written when training ends",
@@ -184,7 +187,6 @@ PRESETS = {
         "warmup_steps": 200,
         "val_fraction": 0.02,
         "eval_every": 300,
-        "checkpoint_every": 300,
         **_files_under("temp/small"),
     },
     # Small enough to train on a laptop CPU in minutes, on data the project generates itself.
@@ -267,6 +269,8 @@ def validate_config(cfg):
         value = getattr(cfg, key)
         if isinstance(value, bool) or not isinstance(value, int) or value < (key == "pad_multiple"):
             fail(key, "must be an integer >= " + ("1" if key == "pad_multiple" else "0"))
+    if isinstance(cfg.checkpoint_minutes, bool) or not cfg.checkpoint_minutes >= 0:
+        fail("checkpoint_minutes", "must be >= 0 (0: save by --checkpoint_every steps only)")
     if not 0.0 <= cfg.val_fraction < 1.0:
         fail("val_fraction", "must be in [0, 1)")
     if not 0.0 <= cfg.min_lr_ratio <= 1.0:

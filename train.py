@@ -21,7 +21,8 @@ uninterrupted run. What it adds to the template's loop:
 - gradient clipping, warmup then cosine decay, a validation split with loss and perplexity every
   --eval_every steps and at each epoch end;
 - a progress bar with loss, learning rate and tokens/s; a CSV log and a loss-curve PNG in temp/;
-- checkpoints every --checkpoint_every steps and at every epoch end, written atomically.
+- checkpoints every --checkpoint_minutes of training (15), or every --checkpoint_every steps,
+  and at every epoch end; written atomically, the weights once (checkpoint.py).
 """
 
 import argparse
@@ -40,8 +41,8 @@ from dataset import IGNORE_INDEX, BatchView, QADataset, epoch_batches, split_ind
 from fused_loss import HiddenStates, linear_cross_entropy
 from model import TransformerModel
 from tokenizer import load_tokenizer
-from utils import (CompiledOrEager, CsvLog, Runtime, UserError, get_num_params, plot_loss_curve,
-                   print_config, run_main, seed_everything)
+from utils import (CompiledOrEager, CsvLog, Runtime, UserError, check_library_versions, get_num_params,
+                   plot_loss_curve, print_config, run_main, seed_everything)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -170,6 +171,7 @@ def _train(config, runtime, fresh):
     net, output_layer = training_net(model, runtime)
 
     log = CsvLog(config.log_filename, progress.global_step, runtime.is_main)
+    schedule = SaveSchedule(config, runtime)
     model.train()
     try:
         for epoch in range(progress.epoch, config.num_epochs):
@@ -194,8 +196,9 @@ def _train(config, runtime, fresh):
                 log.write(step=progress.global_step, epoch=epoch + 1, loss=f"{loss:.5f}", lr=f"{lr:.3e}",
                           tokens_per_s=f"{rate:.0f}", **val_columns(val_loss))
                 stop = bool(config.max_steps) and progress.global_step >= config.max_steps
-                if stop or (config.checkpoint_every and progress.global_step % config.checkpoint_every == 0):
+                if stop or schedule.due(progress.global_step):
                     save_checkpoint(state, config, runtime, log)
+                    schedule.saved()
                 if stop:
                     break
             bar.close()
@@ -209,6 +212,7 @@ def _train(config, runtime, fresh):
                       **val_columns(progress.val_loss))
             progress.next_epoch()
             save_checkpoint(state, config, runtime, log)
+            schedule.saved()
     finally:
         log.close()
     if runtime.is_main and plot_loss_curve(log.rows, config.plot_filename):
@@ -225,6 +229,7 @@ def prepare_data(config, runtime):
         print_config(config)
     runtime.log(f"Device {runtime.device}, precision {runtime.precision.name} "
                 f"({runtime.precision.reason}), {runtime.world_size} process(es)")
+    runtime.log(f"Libraries: {check_library_versions()}")  # recorded in the checkpoint too
     seed_everything(config.seed)
     tokenizer = load_tokenizer(config)
     if tokenizer.get_vocab_size() > config.vocab_size:
@@ -257,8 +262,8 @@ def prepare_model(config, runtime, total_steps, num_pairs, tokenizer_hash, fresh
     model = TransformerModel(config).to(runtime.device)
     n_params = get_num_params(model)
     runtime.log(f"Number of parameters in the model: {n_params:,}")
-    if runtime.is_main:  # weights + training state (weights and two AdamW moments), with margin
-        check_free_space(config.optimizer_filename, int(n_params * 4 * 5 * 1.2))
+    if runtime.is_main:  # weights and two AdamW moments, and the new copies beside them in a save
+        check_free_space(config.optimizer_filename, int(n_params * 4 * 3 * 2))
         check_free_space(config.log_filename, 1 << 20)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total_steps, config))
@@ -289,6 +294,26 @@ def save_checkpoint(state, config, runtime, log):
         state.save(config)
         log.flush()
     runtime.barrier()
+
+
+class SaveSchedule:
+    """When to save: every config.checkpoint_every steps, and config.checkpoint_minutes after the
+    last save (under torchrun all ranks follow the first rank's clock, so they save together)."""
+
+    def __init__(self, config, runtime):
+        self.every, self.seconds, self.runtime = config.checkpoint_every, 60 * config.checkpoint_minutes, runtime
+        self.last = time.monotonic()
+
+    def due(self, step):
+        if self.every and step % self.every == 0:
+            return True
+        if not self.seconds:
+            return False
+        late = time.monotonic() - self.last >= self.seconds
+        return self.runtime.all_sum(float(late and self.runtime.is_main))[0] > 0
+
+    def saved(self):
+        self.last = time.monotonic()
 
 
 class Throughput:

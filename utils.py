@@ -7,6 +7,7 @@ DDP ranks, compilation); the training log (CSV and loss-curve PNG); RNG states a
 """
 
 import csv
+import itertools
 import os
 import platform
 import random
@@ -187,6 +188,67 @@ def _auto_precision(device, hardware):
     if hardware.system == "Darwin" and hardware.machine == "arm64":
         why += "; on Apple silicon, --device mps trains on the Mac's GPU"
     return "fp32", why
+
+
+# ----------------------------------------------------------------------------------------------
+# Library versions: the ones a model was trained with (Colab's, say) go into its checkpoint
+
+# The oldest releases with what this code calls: torch.amp.GradScaler for any device (torch 2.3),
+# Tokenizer.encode_batch_fast (tokenizers 0.20), Dataset.from_list (datasets 2.14). Only the
+# versions in requirements.txt are tested.
+OLDEST_SUPPORTED = {"torch": "2.3", "tokenizers": "0.20", "datasets": "2.14"}
+
+
+def version_tuple(version):
+    """'2.9.0+cu126' -> (2, 9, 0)
+
+    >>> version_tuple("2.9.0+cu126"), version_tuple("0.20") < version_tuple("0.19.1")
+    ((2, 9, 0), False)
+    """
+    parts = []
+    for piece in version.split("+")[0].split("."):
+        digits = "".join(itertools.takewhile(str.isdigit, piece))
+        if not digits:
+            break
+        parts.append(int(digits))
+    return tuple(parts)
+
+
+def library_versions():
+    """{'python': '3.11.7', 'torch': '2.13.0+cpu', 'tokenizers': ..., 'datasets': ...}"""
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {"python": platform.python_version(), "torch": str(torch.__version__)}  # a plain str: weights_only
+    for name in ("tokenizers", "datasets"):
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def check_library_versions(versions=None):
+    """One line naming the versions in use; UserError when one is older than OLDEST_SUPPORTED.
+
+    >>> check_library_versions({"python": "3.12.1", "torch": "2.1.0", "tokenizers": "0.22.1", "datasets": "4.0.0"})
+    Traceback (most recent call last):
+    ...
+    utils.UserError: torch 2.1.0 is older than this project supports (2.3 or newer): ...
+    """
+    versions = versions or library_versions()
+    problems, names = [], []
+    for name, oldest in OLDEST_SUPPORTED.items():
+        if versions[name] == "not installed":
+            problems.append(f"{name} is not installed")
+        elif version_tuple(versions[name]) < version_tuple(oldest):
+            problems.append(f"{name} {versions[name]} is older than this project supports ({oldest} or newer)")
+        else:
+            continue
+        names.append(name)
+    if problems:
+        raise UserError(f"{'; '.join(problems)}: install a newer one with `pip install -U {' '.join(names)}` "
+                        f"(in Colab, then Runtime > Restart session)")
+    return ", ".join(f"{name} {value}" for name, value in versions.items())
 
 
 # ----------------------------------------------------------------------------------------------
