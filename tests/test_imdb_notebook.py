@@ -10,6 +10,7 @@ import json
 import math
 import os
 import re
+import shutil
 
 import nbformat
 import pytest
@@ -402,6 +403,22 @@ def test_imdb_loading_reports_a_truncated_file(nb, tmp_path):
         nb.load_imdb(str(tmp_path))
 
 
+@pytest.mark.parametrize("flags", [None, set(), {"avx2", "avx512f"}, {"avx512f", "avx512_bf16"}, {"amx_bf16"}])
+@pytest.mark.parametrize("onednn", [True, False])
+def test_notebooks_bf16_rule_is_the_projects(nb, flags, onednn):
+    """The notebook carries its own copy of the rule (it stands alone); it must decide as utils does."""
+    from utils import Hardware, cpu_has_fast_bf16
+
+    hardware = Hardware(cpu_flags=None if flags is None else frozenset(flags), onednn_bf16=onednn)
+    assert nb.cpu_has_native_bf16(flags, onednn) == cpu_has_fast_bf16(hardware)
+
+
+def test_notebook_reads_proc_cpuinfo_as_utils_does(nb):
+    from utils import cpu_info
+
+    assert nb.read_cpuinfo() == cpu_info()
+
+
 FORBIDDEN = {"MultiheadAttention", "TransformerEncoder", "TransformerEncoderLayer", "scaled_dot_product_attention"}
 
 
@@ -418,14 +435,19 @@ def notebook_text(notebook):
     return "\n".join(o.get("text", "") for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", []))
 
 
-def test_notebook_runs_end_to_end_in_quick_mode(tmp_path, monkeypatch):
+def test_notebook_runs_end_to_end_in_quick_mode_alone_in_an_empty_folder(tmp_path, monkeypatch):
+    """As in the course's layout: the notebook alone in a folder of its own, nothing of the project beside it."""
     monkeypatch.setenv("INF265_QUICK", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("PYTHONPATH", os.path.dirname(NOTEBOOK))  # it imports utils.py from beside itself
+    monkeypatch.delenv("PYTHONPATH", raising=False)  # the project's modules are not importable
     monkeypatch.delenv("MPLBACKEND", raising=False)  # importing streamlit (chat tests) sets Agg: no inline plots
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    alone = tmp_path / "01_encoder_sentiment_classifier"
+    alone.mkdir()
+    shutil.copy(NOTEBOOK, alone)
+    notebook = nbformat.read(alone / os.path.basename(NOTEBOOK), as_version=4)
     NotebookClient(notebook, timeout=300, kernel_name="python3",
-                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+                   resources={"metadata": {"path": str(alone)}}).execute()
+    assert sorted(os.listdir(alone)) == [os.path.basename(NOTEBOOK)]  # it wrote nothing beside itself
     text = notebook_text(notebook)
     assert "Data source: built-in generated reviews (quick mode)" in text
     accuracy = float(re.search(r"Accuracy \(test\): ([0-9.]+)", text).group(1))
