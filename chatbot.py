@@ -11,8 +11,10 @@
 Arguments after `--` are the config's: `--preset`, and `--KEY VALUE` for any key of config.py. When
 the environment variable INF265_CHAT_ARGS is set, it is read instead (split like a shell command
 line): Streamlit's AppTest runs this script inside pytest, whose sys.argv is pytest's, so the tests
-pass their files this way. `.streamlit/config.toml` keeps the server on localhost, headless, with no
-usage statistics sent; `--server.address` overrides it.
+pass their files this way. `.streamlit/config.toml` keeps the server on localhost with no usage
+statistics sent (`--server.address` overrides it); the page opens in the browser where there is a
+display, and only its address is printed where there is none (servers, Colab, CI). Without a
+model, the page says which files to download from a Colab run, or which commands train one here.
 
 The model and tokenizer are loaded once (st.cache_resource); the answer streams token by token
 (st.write_stream over inference.AnswerStream), and under each answer a table shows how every token
@@ -35,8 +37,8 @@ import altair as alt
 import streamlit as st
 import torch
 
-from checkpoint import load_trained_model
-from config import ConfigError, parse_cli
+from checkpoint import load_trained_model, sidecar_filename
+from config import ConfigError, make_config, parse_cli
 from inference import MAX_INPUT_CHARS, AnswerStream, SamplingSettings, clean_question, fit_prompt
 from model import attention_weights
 from tokenizer import load_tokenizer, special_token_ids
@@ -175,13 +177,29 @@ def model_card(model, info, config):
 def setup_commands(argv):
     """Shell commands that create the tokenizer and model the page was started for."""
     args = (" " + shlex.join(argv)) if argv else ""
-    return (f"python tokenizer.py{args}\n"
+    return (f"# the model this page was started for (the default one is meant for a GPU: train it on Colab)\n"
+            f"python tokenizer.py{args}\n"
             f"python train.py{args}\n"
             f"streamlit run chatbot.py{' --' + args if args else ''}\n"
             f"\n"
             f"# or the small demo model on the built-in corpus (CPU, offline):\n"
             f"make demo\n"
             f"streamlit run chatbot.py -- --preset demo")
+
+
+COLAB_FOLDER = "MyDrive/inf265_project_3"  # where gpu_training_colab_notebook.ipynb trains, on Google Drive
+
+
+def colab_downloads(config):
+    """Lines "Drive file  ->  where this page reads it" for a model trained on Colab with this preset.
+
+    >>> colab_downloads(make_config("tiny"))[0]
+    'MyDrive/inf265_project_3/temp/tiny/tokenizer.json  ->  temp/tiny/tokenizer.json'
+    """
+    colab = make_config(config.preset)  # the notebook writes the preset's own file names
+    pairs = [(colab.tokenizer_filename, config.tokenizer_filename), (colab.model_filename, config.model_filename),
+             (sidecar_filename(colab.model_filename), sidecar_filename(config.model_filename))]
+    return [f"{COLAB_FOLDER}/{drive}  ->  {here}" for drive, here in pairs]
 
 
 def file_stamp(path):
@@ -419,7 +437,10 @@ def main():
             config, (file_stamp(config.tokenizer_filename), file_stamp(config.model_filename)))
     except UserError as exc:
         st.error(escape_markdown(f"Cannot start the chat: {exc}"))
-        st.markdown("To create the files this page was started with, run in the repository folder:")
+        st.markdown("**Trained on Colab?** Download these files from Google Drive and save them here "
+                    "(paths relative to the repository folder), then reload the page:")
+        st.code("\n".join(colab_downloads(config)), language="text")
+        st.markdown("**Or create them on this machine**, in the repository folder:")
         st.code(setup_commands(argv), language="bash")
         st.stop()
 

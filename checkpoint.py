@@ -256,7 +256,8 @@ def load_trained_model(config, device="cpu", tokenizer=None):
     path = config.model_filename
     if not os.path.isfile(path):
         raise UserError(f"no trained model at {path!r}; train one with "
-                        f"`python train.py --preset {config.preset}` (or `make demo`)")
+                        f"`python train.py --preset {config.preset}` (or `make demo`), or download "
+                        f"model.pth, model.json and tokenizer.json from your Colab run's temp/ folder")
     weights = load_file(path, "model checkpoint")
     if not isinstance(weights, dict) or not any(k.endswith("embedding.weight") for k in weights):
         raise UserError(f"{path!r} holds no TransformerModel weights; use model.pth, not optimizer.pth")

@@ -63,7 +63,7 @@ def serve(config, port):
     chat_args = ["--preset", config.preset, "--tokenizer_filename", config.tokenizer_filename,
                  "--model_filename", config.model_filename, "--device", config.device]
     command = [sys.executable, "-m", "streamlit", "run", "chatbot.py", "--server.address", "localhost",
-               "--server.port", str(port), "--server.headless", "true", "--", *chat_args]
+               "--server.port", str(port), "--", *chat_args]  # the browser opens where there is a display
     print(f"\nChat page: http://localhost:{port}  (Ctrl-C to stop)", flush=True)
     try:
         subprocess.run(command, check=False)

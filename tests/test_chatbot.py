@@ -394,6 +394,8 @@ def assert_setup_page(at, says, commands):
     for command in commands:
         assert command in code
     assert "make demo" in code and "streamlit run chatbot.py -- --preset demo" in code
+    # and how to bring home a model trained on Colab
+    assert "MyDrive/inf265_project_3/temp/tiny/model.pth  ->  " in code and "model.json" in code
     assert len(at.chat_input) == 0  # the page stopped before the chat
 
 
