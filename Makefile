@@ -1,17 +1,24 @@
 # Two commands do everything: `make demo` (the main job) and `make test` (the test suite).
-# Each creates the local virtual environment .venv from requirements.txt on first use.
+# Each creates the local virtual environment .venv on first use: requirements.txt (what running
+# needs), and for the tests requirements-test.txt too. Without make, README "Set up" gives the
+# same steps as plain commands (Windows included).
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-requirements
+TESTED := $(VENV)/.installed-test-requirements
 
-.PHONY: demo test venv bench-deps clean-venv imdb imdb-quick
+.PHONY: demo test venv lab bench-deps clean-venv imdb imdb-quick
 
 $(STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
 	@touch $(STAMP)
+
+$(TESTED): $(STAMP) requirements-test.txt
+	$(PY) -m pip install --quiet -r requirements-test.txt
+	@touch $(TESTED)
 
 venv: $(STAMP)
 
@@ -20,8 +27,13 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(PY) demo.py $(DEMO_ARGS)
 
-test: $(STAMP)
+test: $(TESTED)
 	$(PY) -m pytest
+
+# Open the Part 1 notebook in JupyterLab (installed into .venv the first time).
+lab: $(STAMP)
+	@$(PY) -c "import jupyterlab" 2>/dev/null || $(PY) -m pip install --quiet jupyterlab
+	$(PY) -m jupyterlab imdb_sentiment_encoder.ipynb
 
 # Part 1: run the IMDb notebook in place on the real data (18 minutes on 2 cores with native bf16, longer in fp32), or every cell
 # on built-in generated reviews in 1 to 2 minutes, written to temp/imdb_quick.ipynb.
