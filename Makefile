@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-requirements
 TESTED := $(VENV)/.installed-test-requirements
 
-.PHONY: demo test venv lab bench-deps clean-venv imdb imdb-quick
+.PHONY: demo test venv lab check bench-deps clean-venv imdb imdb-quick
 
 $(STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,9 +23,9 @@ $(TESTED): $(STAMP) requirements-test.txt
 venv: $(STAMP)
 
 # Train (or resume) the demo model, show held-out answers, then serve the chat page on localhost.
-# INF265_DEMO_NO_SERVE=1 make demo stops before the server; DEMO_ARGS passes options to demo.py.
+# INF265_DEMO_NO_SERVE=1 make demo stops before the server; DEMO_ARGS passes options to tools/demo.py.
 demo: $(STAMP)
-	$(PY) demo.py $(DEMO_ARGS)
+	$(PY) -m tools.demo $(DEMO_ARGS)
 
 test: $(TESTED)
 	$(PY) -m pytest
@@ -38,10 +38,16 @@ lab: $(STAMP)
 # Part 1: run the IMDb notebook in place on the real data (18 minutes on 2 cores with native bf16, longer in fp32), or every cell
 # on built-in generated reviews in 1 to 2 minutes, written to temp/imdb_quick.ipynb.
 imdb: $(STAMP)
-	$(PY) imdb_notebook.py
+	$(PY) -m tools.notebook
 
 imdb-quick: $(STAMP)
-	$(PY) imdb_notebook.py --quick --output temp/imdb_quick.ipynb
+	$(PY) -m tools.notebook --quick --output temp/imdb_quick.ipynb
+
+# The self-check of an implementation of the assignment: make check DIR=path/to/their/folder
+# (this project itself by default; several folders: DIR="subs/*"; CHECK_ARGS="--json" for grading).
+DIR ?= .
+check: $(STAMP)
+	$(PY) -m tools.check $(DIR) $(CHECK_ARGS)
 
 # Only the benchmarks need these (a reference implementation to measure against).
 bench-deps: $(STAMP)

@@ -17,8 +17,9 @@ display, and only its address is printed where there is none (servers, Colab, CI
 model, the page says which files to download from a Colab run, or which commands train one here.
 
 The model and tokenizer are loaded once (st.cache_resource); the answer streams token by token
-(st.write_stream over inference.AnswerStream), and under each answer a table shows how every token
-was sampled and, when asked, a heat map of what the model attended to (model.attention_weights).
+(st.write_stream over tools.answers.AnswerStream), and under each answer a table shows how every
+token was sampled and, when asked, a heat map of what the model attended to
+(support.probes.attention_weights). The sidebar starts at the configured --top_p and --temperature.
 "Compare strategies" answers one question with greedy and top-p at several temperatures side by
 side; an empty chat offers example questions the model never trained on. What the model writes and what the user types is shown literally: Markdown, LaTeX
 (`$`), HTML and bare links are escaped (escape_markdown), never rendered.
@@ -37,12 +38,13 @@ import altair as alt
 import streamlit as st
 import torch
 
-from checkpoint import load_trained_model, sidecar_filename
 from config import ConfigError, make_config, parse_cli
-from inference import MAX_INPUT_CHARS, AnswerStream, SamplingSettings, clean_question, fit_prompt
-from model import attention_weights
-from tokenizer import load_tokenizer, special_token_ids
-from utils import UserError, get_num_params, resolve_device
+from inference import MAX_INPUT_CHARS, SamplingSettings, clean_question, fit_prompt, load_trained_run
+from support.checkpoint import sidecar_filename
+from support.errors import UserError
+from support.probes import attention_weights
+from tools.answers import AnswerStream
+from utils import get_num_params
 
 # Hack from the course template: Streamlit's file watcher walks every module's __path__, and
 # torch.classes' __path__ raises ("Tried to instantiate class '__path__._path'"). An empty list
@@ -170,6 +172,10 @@ def model_card(model, info, config):
     if isinstance(val_loss, (int, float)) and math.isfinite(val_loss):
         perplexity = math.exp(val_loss) if val_loss < 700 else math.inf
         lines.append(f"validation loss {val_loss:.3f} (perplexity {perplexity:,.1f})")
+    versions = info.get("versions")
+    if versions:
+        lines.append("trained with " + ", ".join(f"{name} {versions[name]}" for name in ("torch", "tokenizers")
+                                                   if name in versions))
     lines.append(f"checkpoint: {config.model_filename}")
     return lines
 
@@ -200,6 +206,27 @@ def colab_downloads(config):
     pairs = [(colab.tokenizer_filename, config.tokenizer_filename), (colab.model_filename, config.model_filename),
              (sidecar_filename(colab.model_filename), sidecar_filename(config.model_filename))]
     return [f"{COLAB_FOLDER}/{drive}  ->  {here}" for drive, here in pairs]
+
+
+SLIDER_RANGES = {"temperature": (0.1, 2.0), "top_p": (0.1, 1.0)}  # the template's sliders
+
+
+def slider_starts(config):
+    """({"temperature": ..., "top_p": ...} the sidebar's sliders start at, notes): the configured
+    values (--temperature, --top_p), clamped into the sliders' ranges with a note saying so.
+
+    >>> slider_starts(make_config(top_p=0.5))
+    ({'temperature': 0.7, 'top_p': 0.5}, [])
+    >>> slider_starts(make_config(temperature=3.0))[1]
+    ['--temperature 3 is outside the slider (0.1 to 2): it starts at 2']
+    """
+    starts, notes = {}, []
+    for key, (low, high) in SLIDER_RANGES.items():
+        value = getattr(config, key)
+        starts[key] = min(max(value, low), high)
+        if starts[key] != value:
+            notes.append(f"--{key} {value:g} is outside the slider ({low:g} to {high:g}): it starts at {starts[key]:g}")
+    return starts, notes
 
 
 def file_stamp(path):
@@ -235,7 +262,7 @@ def settings_label(settings):
 def mean_token_probability(steps):
     """Mean of the probability the model itself (temperature 1) gave each token of an answer.
 
-    >>> from inference import Step
+    >>> from tools.answers import Step
     >>> mean_token_probability([Step(5, 1.0, 1, [], 0.5), Step(1, 1.0, 1, [], 0.25)])
     0.375
     """
@@ -251,9 +278,9 @@ def example_questions(source, split, val_fraction, seed, num_pairs=None, model_t
     the validation share train.py held out of the first num_pairs pairs (model.json records it;
     else model_train_fraction of them).
     """
-    from corpus import BUILTIN_NAME
-    from data_sources import load_qa_pairs
     from dataset import split_indices
+    from support.corpus import BUILTIN_NAME
+    from support.data_sources import load_qa_pairs
 
     if source != BUILTIN_NAME and not os.path.exists(source):  # a Hub name: never downloaded for examples
         return [], f"{source} (no example questions: the page does not download the data)"
@@ -297,10 +324,7 @@ def load_chat_model(config, stamps):
     Cached per config (which holds the file paths) and file stamps. Raises UserError when a file
     is missing, damaged, or the tokenizer and model do not belong together.
     """
-    device = resolve_device(config.device)
-    tokenizer = load_tokenizer(config)
-    model, info = load_trained_model(config, device, tokenizer)
-    return model, tokenizer, info, special_token_ids(tokenizer, config)
+    return load_trained_run(config)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -349,7 +373,7 @@ def show_details(message, loaded, index=None):
 
 def show_attention(message, loaded, index):
     """A heat map of what the model attended to when it chose one token of the answer, per layer
-    and head: a separate forward pass (model.attention_weights), only when asked for."""
+    and head: a separate forward pass (support.probes.attention_weights), only when asked for."""
     with st.expander(ATTENTION_LABEL):
         if not st.toggle("Show attention", key=f"attention-{index}",
                          help="one more pass of the model over the question and this answer, "
@@ -457,9 +481,12 @@ def main():
             "Never write [SEP], [PAD] or [UNK]", value=True,
             help="These tokens would only show as gaps, so the page keeps them out of answers, also "
                  "for greedy. Untick for the assignment's pure greedy: the argmax over every token.")
-        temperature = st.slider("Temperature", 0.1, 2.0, 0.7)
-        top_p = st.slider("Top-p", 0.1, 1.0, 0.95, disabled=greedy,
+        start, notes = slider_starts(config)
+        temperature = st.slider("Temperature", *SLIDER_RANGES["temperature"], start["temperature"])
+        top_p = st.slider("Top-p", *SLIDER_RANGES["top_p"], start["top_p"], disabled=greedy,
                           help="keep the most likely tokens up to this much probability mass")
+        for note in notes:
+            st.caption(escape_markdown(note))
         max_new_tokens = st.slider("Max answer length", 1, model.max_len, min(100, model.max_len),
                                    help="in tokens; the question and the answer together also "
                                         f"stop at the model's max_len ({model.max_len})")

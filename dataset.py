@@ -27,7 +27,7 @@ import torch
 from torch.utils.data import Dataset
 
 from config import parse_cli
-from data_sources import load_qa_pairs
+from support.data_sources import load_qa_pairs
 from tokenizer import encode_batch, load_tokenizer, special_token_ids
 from utils import print_config, run_main
 
@@ -55,7 +55,7 @@ def build_sequence(question_ids, answer_ids, sep_id, end_id, max_len):
 class QADataset(Dataset):
     """Question/answer pairs of config.dataset as fixed-length training tensors.
 
-    Tokenizes once, in batches, when built; `pairs` (a data_sources.QAPairs) skips loading
+    Tokenizes once, in batches, when built; `pairs` (a support.data_sources.QAPairs) skips loading
     config.dataset, which tests use for hand-built examples.
     """
 

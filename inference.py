@@ -1,4 +1,4 @@
-"""Decoding: sampling functions, a KV-cached decode loop, and streaming text for the chat page.
+"""Decoding: the sampling functions, the decode loop, and loading a trained run.
 
     python inference.py --preset demo                         # greedy and top-p answers
     python inference.py --preset demo --question "which is larger, 12 or 7?"
@@ -9,21 +9,32 @@ returns a one-element tensor on the logits' device), sample_sequence (returns a 
 [END] included when generated), tokenize_input and decode_output. Sampling functions are pure:
 randomness comes only from an optional torch.Generator, so a seed gives the same answer.
 
-Decoding reuses each layer's keys and values (model.KVCache, passed to the model's own forward)
-instead of rerunning the whole sequence for every new token; the logits equal full recomputation
-(tested). The chat page and this script draw every token with greedy_sampling or top_p_sampling.
+sample_sequence runs generate, which reuses each layer's keys and values (model.KVCache, passed
+to the model's own forward) instead of rerunning the whole sequence for every new token; the
+logits equal full recomputation (tested). generate yields each token with the logits it was
+drawn from; the chat page (tools/answers.py) reads from them how the token was chosen, when it
+shows that. load_trained_run is the one loader of a trained run (model.pth, model.json,
+tokenizer.json): this script, the chat page and the tools call it.
 """
 
 import argparse
-import math
-from dataclasses import dataclass, field
+import os
+import types
+from dataclasses import dataclass
 
 import torch
 
-from model import KVCache
+from config import KEYS, PRESETS, check_value, parse_cli
+from model import KVCache, TransformerModel
+from support.checkpoint import read_sidecar, shape_from_weights, sidecar_filename
+from support.compat import standardize_keys
+from support.errors import UserError
+from support.files import file_sha256, load_file
+from support.runtime import resolve_device
+from tokenizer import check_vocab_fits, encode_batch, load_tokenizer, special_token_ids
+from utils import run_main
 
 MAX_INPUT_CHARS = 2000  # typed text is cut to this before tokenization (the page allows less)
-BANNED_IN_ANSWERS = ("sep", "pad", "unk")  # special tokens the chat page keeps out of answers
 GREEDY_BELOW_TEMPERATURE = 1e-3  # below this, logits / temperature can overflow: use argmax
 
 
@@ -39,6 +50,17 @@ def greedy_sampling(logits, generator=None):
     return torch.argmax(logits, dim=-1, keepdim=True)
 
 
+def top_p_sampling(logits, p=0.95, temperature=0.7, generator=None, top_k=0):
+    """Draw from the top-p nucleus in proportion to the renormalised probabilities.
+
+    Returns a one-element tensor on the logits' device. p or temperature near 0 give the greedy
+    token, never NaN.
+    """
+    ids, probs = nucleus(logits, p, temperature, top_k)  # the kept tokens, most likely first
+    choice = torch.multinomial(probs, 1, generator=generator)
+    return ids[choice].to(logits.device)
+
+
 def nucleus(logits, p=0.95, temperature=0.7, top_k=0):
     """(token ids, probabilities) the top-p rule keeps, most likely first, renormalised.
 
@@ -49,12 +71,7 @@ def nucleus(logits, p=0.95, temperature=0.7, top_k=0):
     >>> ids.tolist()
     [3, 1, 6]
     """
-    if not 0.0 < p <= 1.0:
-        raise ValueError(f"top-p must be in (0, 1], got {p}")
-    if not temperature > 0.0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    if top_k < 0:
-        raise ValueError(f"top-k must be >= 0, got {top_k}")
+    check_sampling(p, temperature, top_k)
     logits = logits.detach().float().cpu()
     if temperature < GREEDY_BELOW_TEMPERATURE:
         return greedy_sampling(logits), torch.ones(1)
@@ -68,15 +85,13 @@ def nucleus(logits, p=0.95, temperature=0.7, top_k=0):
     return sorted_ids[:keep], kept / kept.sum()
 
 
-def top_p_sampling(logits, p=0.95, temperature=0.7, generator=None, top_k=0):
-    """Draw from the top-p nucleus in proportion to the renormalised probabilities.
-
-    Returns a one-element tensor on the logits' device. p or temperature near 0 give the greedy
-    token, never NaN.
-    """
-    ids, probs = nucleus(logits, p, temperature, top_k)
-    choice = torch.multinomial(probs, 1, generator=generator)
-    return ids[choice].to(logits.device)
+def check_sampling(p, temperature, top_k=0):
+    """ValueError unless p is in (0, 1] and temperature > 0 (config.py's rules for --top_p and
+    --temperature) and top_k >= 0."""
+    check_value("top_p", p)
+    check_value("temperature", temperature)
+    if top_k < 0:
+        raise ValueError(f"top-k must be >= 0, got {top_k}")
 
 
 def apply_repetition_penalty(logits, previous_ids, penalty):
@@ -99,6 +114,8 @@ def apply_repetition_penalty(logits, previous_ids, penalty):
 
 @dataclass(frozen=True)
 class SamplingSettings:
+    """How to choose each token of an answer (the CLI's options, the chat page's sidebar)."""
+
     strategy: str = "top-p"  # "greedy" or "top-p"
     p: float = 0.95
     temperature: float = 0.7
@@ -112,7 +129,7 @@ class SamplingSettings:
             raise ValueError(f"unknown sampling strategy {self.strategy!r}; use 'greedy' or 'top-p'")
         if self.max_new_tokens < 1:
             raise ValueError(f"max answer length must be >= 1, got {self.max_new_tokens}")
-        nucleus(torch.zeros(2), self.p, self.temperature, self.top_k)  # validates the numbers
+        check_sampling(self.p, self.temperature, self.top_k)
         if self.repetition_penalty <= 0:
             raise ValueError(f"repetition penalty must be > 0, got {self.repetition_penalty}")
         return self
@@ -123,40 +140,20 @@ class SamplingSettings:
         return torch.Generator().manual_seed(int(self.seed))
 
 
-@dataclass
-class Step:
-    """How one token was chosen: for the chat page's "how was this sampled" table."""
-
-    token_id: int
-    probability: float  # under the distribution it was drawn from (1.0 for greedy)
-    nucleus_size: int  # tokens it was drawn from (1 for greedy)
-    alternatives: list = field(default_factory=list)  # [(token_id, probability)], top 5
-    model_probability: float = math.nan  # the model's own softmax (temperature 1), for comparing answers
-
-
 def choose_token(logits, settings, generator=None, previous_ids=(), banned_ids=()):
-    """One decoding decision over the last position's logits, made by greedy_sampling or
-    top_p_sampling; returns a Step recording it.
+    """One decoding decision over the last position's logits: (token id, the logits it was drawn
+    from), by greedy_sampling or top_p_sampling.
 
     The repetition penalty is applied first, and `banned_ids` (the chat page passes [SEP], [PAD],
-    [UNK]) can never be chosen: an answer made of them would only show as gaps. The record is
-    read off the same `nucleus` rule that top_p_sampling draws from.
+    [UNK]) can never be chosen: an answer made of them would only show as gaps.
     """
     logits = apply_repetition_penalty(logits, previous_ids, settings.repetition_penalty)
     if len(banned_ids):
         logits = logits.clone()
         logits[list(banned_ids)] = float("-inf")
     if settings.strategy == "greedy":
-        token_id, probability, nucleus_size = int(greedy_sampling(logits)), 1.0, 1
-    else:
-        token_id = int(top_p_sampling(logits, settings.p, settings.temperature, generator, settings.top_k))
-        ids, probs = nucleus(logits, settings.p, settings.temperature, settings.top_k)
-        probability, nucleus_size = float(probs[ids == token_id].sum()), len(ids)
-    shown = torch.softmax(logits.float() / max(settings.temperature, GREEDY_BELOW_TEMPERATURE), -1)
-    top = torch.topk(shown, k=min(5, shown.numel()))
-    model_probability = float(torch.softmax(logits.float(), -1)[token_id])
-    return Step(token_id, probability, nucleus_size, list(zip(top.indices.tolist(), top.values.tolist())),
-                model_probability)
+        return int(greedy_sampling(logits)), logits
+    return int(top_p_sampling(logits, settings.p, settings.temperature, generator, settings.top_k)), logits
 
 
 # ----------------------------------------------------------------------------------------------
@@ -180,7 +177,8 @@ def fit_prompt(prompt_ids, sep_id, max_len, max_new_tokens):
 @torch.no_grad()
 def generate(model, prompt_ids, end_id, settings, generator=None, sep_id=None, use_cache=True,
              banned_ids=()):
-    """Yield a Step per new token until [END], max_new_tokens, or the model's max_len.
+    """Yield (token id, the logits it was drawn from) per new token until [END], max_new_tokens,
+    or the model's max_len.
 
     `prompt_ids` is a list of ints ending in [SEP]; with sep_id it is cut from the left if needed
     (fit_prompt). Draws come from `generator`, else from one seeded with settings.seed.
@@ -198,20 +196,21 @@ def generate(model, prompt_ids, end_id, settings, generator=None, sep_id=None, u
     pending, new_ids = sequence, []
     while len(new_ids) < settings.max_new_tokens and sequence.size(1) < model.max_len:
         if use_cache:  # only the new tokens run through the model; earlier ones are in the cache
-            logits = model(pending, cache=cache)[0, -1]
+            logits = model(pending, cache=cache)[0, -1]  # (vocab,)
         else:  # the template's way: the whole sequence again for every token
-            logits = model(sequence)[0, -1]
-        step = choose_token(logits, settings, generator, new_ids, banned_ids)
-        yield step
-        new_ids.append(step.token_id)
-        if step.token_id == end_id:
+            logits = model(sequence)[0, -1]  # (vocab,)
+        token_id, drawn_from = choose_token(logits, settings, generator, new_ids, banned_ids)
+        yield token_id, drawn_from
+        new_ids.append(token_id)
+        if token_id == end_id:
             return
-        pending = torch.tensor([[step.token_id]], device=device)
-        sequence = torch.cat([sequence, pending], dim=1)
+        pending = torch.tensor([[token_id]], device=device)  # (1, 1)
+        sequence = torch.cat([sequence, pending], dim=1)  # (1, T + 1)
 
 
 def sample_sequence(input_sequence, model, strategy, max_len, device, end_id, p=0.95,
-                    temperature=0.7, generator=None, top_k=0, repetition_penalty=1.0, use_cache=True):
+                    temperature=0.7, generator=None, top_k=0, repetition_penalty=1.0, use_cache=True,
+                    banned_ids=()):
     """The template's decode loop: new token ids (a list of ints, [END] included if generated).
 
     Stops at [END] or when the sequence reaches `max_len` tokens (prompt included), as the
@@ -226,8 +225,8 @@ def sample_sequence(input_sequence, model, strategy, max_len, device, end_id, p=
                                 repetition_penalty=repetition_penalty,
                                 max_new_tokens=max(1, min(max_len, model.max_len) - len(prompt)))
     model.to(device)
-    return [step.token_id for step in generate(model, prompt, end_id, settings, generator,
-                                               use_cache=use_cache)]
+    return [token_id for token_id, _ in generate(model, prompt, end_id, settings, generator,
+                                                 use_cache=use_cache, banned_ids=banned_ids)]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -240,8 +239,6 @@ def clean_question(text):
 
 def tokenize_input(tokenizer, text, sep_id):
     """Ids of the question followed by [SEP], a 1-D tensor (template). Typed "[SEP]" stays text."""
-    from tokenizer import encode_batch
-
     ids = encode_batch(tokenizer, [clean_question(text)])[0]
     return torch.tensor(ids + [sep_id], dtype=torch.long)
 
@@ -251,61 +248,114 @@ def decode_output(tokenizer, tokens):
     return tokenizer.decode([int(t) for t in tokens])
 
 
-class AnswerStream:
-    """Iterate to get the answer's text piece by piece; `steps` records how each token was chosen.
+# ----------------------------------------------------------------------------------------------
+# Loading a trained run: model.pth (with model.json beside it) and tokenizer.json
 
-    Each piece is the new suffix of decoding all ids so far, held back while it ends in an
-    incomplete UTF-8 character (U+FFFD), so multi-byte characters never arrive broken and the
-    pieces join to exactly decode_output(ids). With a trained model (the demo's answers this):
+def load_trained_run(config, device=None):
+    """(model in eval mode, tokenizer, info from model.json, special-token ids) for `config`'s files,
+    on config.device unless `device` is given: the one loader of a trained run."""
+    device = resolve_device(config.device if device is None else device)
+    tokenizer = load_tokenizer(config)
+    model, info = load_trained_model(config, device, tokenizer)
+    return model, tokenizer, info, special_token_ids(tokenizer, config)
 
-        "".join(AnswerStream(model, tokenizer, "which is larger, 3 or 5?", SamplingSettings()))
+
+def load_trained_model(config, device="cpu", tokenizer=None):
+    """(model in eval mode on `device`, info dict) from config.model_filename.
+
+    The model's shape comes from model.json, or from the weights themselves for a template
+    checkpoint, so a chat page started with another preset still builds the right model; then
+    info["notes"] says which head count was assumed and why (head_count_for). A tokenizer whose
+    vocabulary does not fit the model, or that is not the one the model was trained with, is
+    refused with a message saying what to do.
     """
+    path = config.model_filename
+    if not os.path.isfile(path):
+        raise UserError(f"no trained model at {path!r}; train one with "
+                        f"`python train.py --preset {config.preset}` (or `make demo`), or download "
+                        f"model.pth, model.json and tokenizer.json from your Colab run's temp/ folder")
+    weights = load_file(path, "model checkpoint")
+    if not isinstance(weights, dict) or not any(k.endswith("embedding.weight") for k in weights):
+        raise UserError(f"{path!r} holds no TransformerModel weights; use model.pth, not optimizer.pth")
+    weights = standardize_keys(dict(weights))
+    info = read_sidecar(path)
+    shape, notes = info.get("model_shape"), []
+    if not shape:  # a template checkpoint: no model.json beside it
+        shape = shape_from_weights(weights, config)
+    cfg = types.SimpleNamespace(**{**vars(config), **shape})
+    if tokenizer is not None:
+        check_vocab_fits(tokenizer, cfg.vocab_size, config, model_filename=path)
+        expected = info.get("tokenizer_sha256")
+        if expected and os.path.isfile(config.tokenizer_filename) and file_sha256(config.tokenizer_filename) != expected:
+            raise UserError(f"model {path!r} was trained with a different tokenizer than "
+                            f"{config.tokenizer_filename!r}; use the tokenizer.json of the same run")
+    if "num_heads" not in shape:
+        cfg.num_heads, note = head_count_for(shape, config)
+        shape, notes = {**shape, "num_heads": cfg.num_heads}, [note]
+    model = TransformerModel(cfg)
+    expected = model.state_dict()
+    missing, unexpected = sorted(set(expected) - set(weights)), sorted(set(weights) - set(expected))
+    if missing or unexpected:
+        raise UserError(f"model checkpoint {path!r} names its tensors differently from model.py "
+                        f"(missing: {', '.join(missing[:4]) or 'none'}{' ...' if len(missing) > 4 else ''}; "
+                        f"not in model.py: {', '.join(unexpected[:4]) or 'none'}"
+                        f"{' ...' if len(unexpected) > 4 else ''}): it was saved from a model whose "
+                        f"modules have other names; rename its keys to model.py's, or retrain")
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:  # tensors of other shapes than the model.json beside them says
+        reason = " ".join(str(exc).split())[:300]
+        raise UserError(f"model checkpoint {path!r} does not fit the model shape in "
+                        f"{sidecar_filename(path)!r} ({reason}); use the model.json saved with "
+                        f"these weights, or retrain") from None
+    return model.to(device).eval(), {**info, "model_shape": shape, "notes": notes}
 
-    def __init__(self, model, tokenizer, question, settings, special_ids=None, use_cache=True,
-                 ban_special=True):
-        from tokenizer import special_token_ids
-        from config import config as default_config
 
-        self.model, self.tokenizer, self.settings = model, tokenizer, settings.check()
-        ids = special_ids or special_token_ids(tokenizer, default_config)
-        self.sep_id, self.end_id = ids["sep"], ids["end"]
-        # [SEP], [PAD], [UNK] would only show as gaps; ban_special=False allows them, so greedy is
-        # the assignment's pure argmax over the whole vocabulary.
-        self.banned = [ids[k] for k in BANNED_IN_ANSWERS if k in ids] if ban_special else []
-        self.prompt = tokenize_input(tokenizer, question, self.sep_id).tolist()
-        self.ids, self.steps, self.text, self.use_cache = [], [], "", use_cache
+def head_count_for(shape, config):
+    """(num_heads, note saying where it came from) for weights of `shape` without model.json.
 
-    def __iter__(self):
-        for step in generate(self.model, self.prompt, self.end_id, self.settings, sep_id=self.sep_id,
-                             use_cache=self.use_cache, banned_ids=self.banned):
-            self.steps.append(step)
-            if step.token_id == self.end_id:
-                break
-            self.ids.append(step.token_id)
-            text = decode_output(self.tokenizer, self.ids)
-            if text.endswith("\ufffd"):
-                continue  # wait for the rest of a multi-byte character
-            if len(text) > len(self.text) and text.startswith(self.text):
-                piece, self.text = text[len(self.text):], text
-                yield piece
-        final = decode_output(self.tokenizer, self.ids)
-        if final != self.text:  # a dangling partial character, or a decoder that rewrote text
-            piece = final[len(self.text):] if final.startswith(self.text) else final
-            self.text = final
-            if piece:
-                yield piece
+    The weights cannot tell the head count: the attention's projection matrices have the same
+    shape for 4 or 8 heads, and a model built with the wrong count loads without complaint and
+    answers nonsense. So the count comes from --num_heads when given, else from the preset whose
+    shape the weights have; when the config's preset and the weights disagree, or no preset fits,
+    a UserError asks for --num_heads rather than guessing.
+    """
+    def preset_value(preset, key):
+        return PRESETS[preset].get(key, KEYS[key].default)
 
-    @property
-    def finished_by_end(self):
-        return bool(self.steps) and self.steps[-1].token_id == self.end_id
+    def fits(values):
+        return all(values(key) == shape[key] for key in shape)
 
+    missing = f"{sidecar_filename(config.model_filename)!r} is missing, so the head count is not in the checkpoint"
+    divisors = [n for n in range(1, shape["embed_size"] + 1) if shape["embed_size"] % n == 0]
+    how = (f"pass --num_heads N with the count used in training (N divides embed_size "
+           f"{shape['embed_size']}: {', '.join(map(str, divisors))})")
+    heads = config.num_heads
+    if heads != preset_value(config.preset, "num_heads"):
+        source = "--num_heads"
+    elif fits(lambda key: getattr(config, key)):
+        source = f"the config, preset {config.preset!r}, whose model shape these weights have"
+    else:
+        presets = [name for name in PRESETS if fits(lambda key: preset_value(name, key))]
+        if not presets:
+            raise UserError(f"{missing}, and the weights (embed {shape['embed_size']}, "
+                            f"{shape['num_layers']} layers, vocabulary {shape['vocab_size']}) fit no "
+                            f"preset to take it from: {how}")
+        other = preset_value(presets[0], "num_heads")
+        if other != heads:
+            raise UserError(f"{missing}: preset {config.preset!r} says num_heads={heads}, but the "
+                            f"weights have the shape of preset {presets[0]!r}, which has {other} heads; "
+                            f"pass --num_heads {other} if that is how it was trained, or {how}")
+        source = f"preset {presets[0]!r}, whose shape these weights have"
+    note = (f"note: {missing}: assuming num_heads={heads} (from {source}); if the model was "
+            f"trained with another head count its answers are wrong: {how}")
+    return heads, note
+
+
+# ----------------------------------------------------------------------------------------------
+# `python inference.py`: answers with greedy and top-p sampling, as the template's main
 
 def main():
-    from checkpoint import load_trained_model
-    from config import parse_cli
-    from tokenizer import load_tokenizer, special_token_ids
-    from utils import UserError, resolve_device
-
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--question", action="append", help="a question (repeatable)")
     parser.add_argument("--strategy", choices=["greedy", "top-p", "both"], default="both")
@@ -317,37 +367,37 @@ def main():
     config, args = parse_cli(parser=parser)
     strategies = ["greedy", "top-p"] if args.strategy == "both" else [args.strategy]
     try:  # refuse bad sampling settings before loading anything
-        all_settings = {strategy: SamplingSettings(strategy, config.top_p, config.temperature, args.top_k,
-                                                   args.repetition_penalty, args.max_new_tokens,
-                                                   args.sample_seed).check()
-                        for strategy in strategies}
+        for strategy in strategies:
+            SamplingSettings(strategy, config.top_p, config.temperature, args.top_k, args.repetition_penalty,
+                             args.max_new_tokens).check()
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    device = resolve_device(config.device)
-    tokenizer = load_tokenizer(config)
-    model, info = load_trained_model(config, device, tokenizer)
+    model, tokenizer, info, ids = load_trained_run(config)
     for note in info["notes"]:
         print(note)
-    ids = special_token_ids(tokenizer, config)
-    questions = args.question or _default_questions(config)
+    device = next(model.parameters()).device
     for strategy in strategies:
-        label = "Greedy sampling:" if strategy == "greedy" else (
-            f"Top-p sampling (p={config.top_p}, temperature={config.temperature}):")
-        print(label)
-        for question in questions:
-            answer = "".join(AnswerStream(model, tokenizer, question, all_settings[strategy], ids))
-            print(f"\tQuestion: {question}\n\tAnswer: {answer}")
+        print("Greedy sampling:" if strategy == "greedy" else
+              f"Top-p sampling (p={config.top_p}, temperature={config.temperature}):")
+        generator = None if args.sample_seed is None else torch.Generator().manual_seed(args.sample_seed)
+        for question in args.question or _default_questions(config):
+            prompt = tokenize_input(tokenizer, question, ids["sep"]).tolist()
+            prompt = fit_prompt(prompt, ids["sep"], model.max_len, args.max_new_tokens)
+            answer = sample_sequence(torch.tensor(prompt), model, strategy, len(prompt) + args.max_new_tokens,
+                                     device, ids["end"], p=config.top_p, temperature=config.temperature,
+                                     generator=generator, top_k=args.top_k,
+                                     repetition_penalty=args.repetition_penalty,
+                                     banned_ids=[ids["sep"], ids["pad"], ids["unk"]])
+            print(f"\tQuestion: {question}\n\tAnswer: {decode_output(tokenizer, answer)}")
 
 
 def _default_questions(config):
     if config.dataset == "builtin":
-        import corpus
+        from support import corpus
 
         return [row["question"] for row in corpus.generate("heldout")[::150]]
     return ["what is the largest dog breed?"]  # the template's example
 
 
 if __name__ == "__main__":
-    from utils import run_main
-
     run_main(main)

@@ -23,8 +23,10 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 from tqdm.auto import tqdm
 
 from config import parse_cli
-from data_sources import load_qa_pairs
-from utils import UserError, ensure_parent_dir, print_config, run_main
+from support.data_sources import load_qa_pairs
+from support.errors import UserError
+from support.files import ensure_parent_dir
+from utils import print_config, run_main
 
 
 def special_tokens(config):
@@ -107,6 +109,29 @@ def special_token_ids(tokenizer, config, where="the tokenizer"):
             raise UserError(f"{where} has no {token} token; it was not trained by tokenizer.py. "
                             f"Delete it and run `python tokenizer.py --preset {config.preset}`")
     return ids
+
+
+def check_vocab_fits(tokenizer, vocab_size, config, model_filename=None):
+    """`tokenizer`, if its vocabulary fits a model of `vocab_size` rows; else a UserError saying
+    what to do. A tokenizer of exactly vocab_size tokens fits (the template's trainer makes one).
+
+    >>> from config import make_config
+    >>> tok = fit_tokenizer(make_config("tiny"), ["hi there"] * 3, vocab_size=270, min_frequency=1)
+    >>> check_vocab_fits(tok, 265, make_config("tiny"))
+    Traceback (most recent call last):
+    ...
+    support.errors.UserError: tokenizer 'temp/tiny/tokenizer.json' has 266 tokens but config.vocab_size=265; ...
+    """
+    size = tokenizer.get_vocab_size()
+    if size <= vocab_size:
+        return tokenizer
+    if model_filename:  # a trained model: the two files come from different runs
+        raise UserError(f"tokenizer {config.tokenizer_filename!r} has {size} tokens but model "
+                        f"{model_filename!r} only {vocab_size}: they come from different runs; use the "
+                        f"tokenizer the model was trained with")
+    raise UserError(f"tokenizer {config.tokenizer_filename!r} has {size} tokens but config.vocab_size="
+                    f"{vocab_size}; use the preset it was trained for, or retrain it with "
+                    f"`python tokenizer.py --preset {config.preset} --retrain`")
 
 
 def encode_batch(tokenizer, texts, batch_size=16_384, desc="Tokenizing"):

@@ -10,9 +10,9 @@ Rerunning the same command after an interruption continues from the last checkpo
 same step, same data order and RNG states, so on CPU in fp32 the final weights equal those of an
 uninterrupted run. What it adds to the template's loop:
 
-- precision decided once (utils.choose_precision): on CUDA bf16 from compute capability 8.0,
-  fp16 autocast with a gradient scaler below it (a T4); on a CPU bf16 only where its flags show
-  native bf16 units, else fp32; settable with --precision;
+- precision decided once (support.runtime.choose_precision): on CUDA bf16 from compute
+  capability 8.0, fp16 autocast with a gradient scaler below it (a T4); on a CPU bf16 only where
+  its flags show native bf16 units, else fp32; settable with --precision;
 - torch.compile of the training model on CUDA (--compile on|off|auto), falling back to eager
   mode with one message if compilation fails in the forward or the backward pass; checkpoints
   come from the uncompiled module;
@@ -22,7 +22,9 @@ uninterrupted run. What it adds to the template's loop:
   --eval_every steps and at each epoch end;
 - a progress bar with loss, learning rate and tokens/s; a CSV log and a loss-curve PNG in temp/;
 - checkpoints every --checkpoint_minutes of training (15), or every --checkpoint_every steps,
-  and at every epoch end; written atomically, the weights once (checkpoint.py).
+  and at every epoch end; written atomically, the weights once (support/checkpoint.py);
+- two named switches, each tested equal to the plain path: the fused output-layer loss
+  (--fused_loss) and DistributedDataParallel (under torchrun, support.runtime.Runtime.wrap).
 """
 
 import argparse
@@ -35,14 +37,17 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from checkpoint import Progress, TrainingState, check_free_space, file_sha256
 from config import parse_cli
 from dataset import IGNORE_INDEX, BatchView, QADataset, epoch_batches, split_indices
-from fused_loss import HiddenStates, linear_cross_entropy
 from model import TransformerModel
-from tokenizer import load_tokenizer
-from utils import (CompiledOrEager, CsvLog, Runtime, UserError, check_library_versions, get_num_params,
-                   plot_loss_curve, print_config, run_main, seed_everything)
+from support.checkpoint import Progress, TrainingState, check_free_space
+from support.errors import UserError
+from support.files import file_sha256
+from support.fused_loss import HiddenStates, linear_cross_entropy
+from support.runtime import CompiledOrEager, Runtime, check_library_versions
+from support.training_log import CsvLog, plot_loss_curve
+from tokenizer import check_vocab_fits, load_tokenizer
+from utils import get_num_params, print_config, run_main, seed_everything
 
 
 # ----------------------------------------------------------------------------------------------
@@ -64,23 +69,25 @@ def lr_factor(step, total_steps, config):
 
 
 def loss_sum_and_count(net, batch, runtime, vocab_size, output_layer=None):
-    """Summed cross-entropy over real target tokens, and their number.
+    """Summed cross-entropy over the real target tokens, and their number.
 
-    `net` returns logits (B, T, vocab), scored by F.cross_entropy; or, with `output_layer` (the
-    model's fc_out), it is a fused_loss.HiddenStates returning (B, T, C), and linear_cross_entropy
-    computes the output layer and the loss together (fp32, or its matmuls in bf16 under autocast).
+    The plain path (the template's; output_layer None): `net` returns logits (B, T, vocab) under
+    autocast and F.cross_entropy scores them. The fused switch (--fused_loss, training_net): `net`
+    returns the last block's output (B, T, C) and linear_cross_entropy applies the output layer
+    and the loss together (support/fused_loss.py), tested equal to the plain path.
     """
     source, target, padding_mask = (t.to(runtime.device, non_blocking=True) for t in batch.values())
     n_tokens = (target != IGNORE_INDEX).sum()
     precision = runtime.precision
     with torch.autocast(runtime.device.type, dtype=precision.dtype, enabled=precision.autocast):
         out = net(source, padding_mask=padding_mask)  # (B, T, vocab), or (B, T, C) when fused
-    if output_layer is not None:
-        return linear_cross_entropy(out, output_layer, target, dtype=precision.dtype), n_tokens
-    # (B*T, vocab) is contiguous; the template's logits.transpose(1, 2) makes log_softmax run
-    # over a strided dimension: 1.4x-1.6x slower tiny-model steps (bench/bench_cpu_choices.py).
-    loss = F.cross_entropy(out.float().reshape(-1, vocab_size), target.reshape(-1),
-                           ignore_index=IGNORE_INDEX, reduction="sum")
+    if output_layer is None:
+        # (B*T, vocab) is contiguous; the template's logits.transpose(1, 2) makes log_softmax run
+        # over a strided dimension: 1.4x-1.6x slower tiny-model steps (bench/bench_cpu_choices.py).
+        loss = F.cross_entropy(out.float().reshape(-1, vocab_size), target.reshape(-1),
+                               ignore_index=IGNORE_INDEX, reduction="sum")
+    else:
+        loss = linear_cross_entropy(out, output_layer, target, dtype=precision.dtype)
     return loss, n_tokens
 
 
@@ -105,15 +112,20 @@ def evaluate(model, dataset, indices, config, runtime, max_batches=0):
     return total / max(count, 1.0)
 
 
-def training_net(model, runtime):
-    """(what the training step calls, the output layer the loss applies itself or None).
+def training_net(model, runtime, fused_loss="auto"):
+    """(what the training step calls, the output layer the loss applies itself, or None).
 
-    In fp32 and bf16 the output layer and the loss are computed together (fused_loss.py): the
-    step calls the model without fc_out. In fp16 with a gradient scaler (a T4) the model computes
-    its logits and F.cross_entropy scores them, so that the scaled gradients flow through fc_out.
-    Either is wrapped in DDP and torch.compile when the run uses them.
+    Plain: the model, returning logits. Fused (--fused_loss; auto: on in fp32 and bf16): the model
+    without fc_out (support.fused_loss.HiddenStates). Not under fp16's gradient scaler (a T4): the
+    fused loss computes its gradients before the scale is known, so small fp16 gradients would
+    underflow; there the scaled gradients must flow through fc_out. Either net is wrapped in DDP
+    under torchrun and in torch.compile when the run uses them (Runtime.wrap).
     """
-    if runtime.precision.grad_scaler:
+    fused = fused_loss == "on" or (fused_loss == "auto" and not runtime.precision.grad_scaler)
+    if fused and runtime.precision.grad_scaler:
+        raise UserError("--fused_loss on cannot run with fp16's gradient scaler (its gradients would "
+                        "underflow before scaling); use --fused_loss auto or off, or another --precision")
+    if not fused:
         return runtime.wrap(model), None
     return runtime.wrap(HiddenStates(model)), model.fc_out
 
@@ -125,7 +137,7 @@ def train_step(net, batch, state, output_layer, config, runtime):
     ranks, because DDP averages gradients), so several processes compute exactly the gradient
     one process computes for the same global batch. Gradients are clipped after unscaling.
     Under torch.compile, a compiler failure in the forward or the backward pass reruns the step
-    without compilation (utils.CompiledOrEager).
+    without compilation (support.runtime.CompiledOrEager).
     """
     def forward_backward():
         loss_sum, n_tokens = loss_sum_and_count(net, batch, runtime, config.vocab_size, output_layer)
@@ -168,7 +180,7 @@ def _train(config, runtime, fresh):
         runtime.log(f"Nothing to do: the checkpoint already has {progress.epoch} epoch(s), "
                     f"{progress.global_step} steps. Raise --num_epochs/--max_steps or pass --fresh.")
         return model
-    net, output_layer = training_net(model, runtime)
+    net, output_layer = training_net(model, runtime, config.fused_loss)
 
     log = CsvLog(config.log_filename, progress.global_step, runtime.is_main)
     schedule = SaveSchedule(config, runtime)
@@ -231,11 +243,7 @@ def prepare_data(config, runtime):
                 f"({runtime.precision.reason}), {runtime.world_size} process(es)")
     runtime.log(f"Libraries: {check_library_versions()}")  # recorded in the checkpoint too
     seed_everything(config.seed)
-    tokenizer = load_tokenizer(config)
-    if tokenizer.get_vocab_size() > config.vocab_size:
-        raise UserError(f"tokenizer {config.tokenizer_filename!r} has {tokenizer.get_vocab_size()} "
-                        f"tokens but config.vocab_size={config.vocab_size}; use the preset it was "
-                        f"trained for, or retrain it with `python tokenizer.py --retrain`")
+    tokenizer = check_vocab_fits(load_tokenizer(config), config.vocab_size, config)
     dataset = QADataset(config, tokenizer)
     train_indices, val_indices = split_indices(len(dataset), config.val_fraction, config.seed)
     return dataset, train_indices, val_indices, file_sha256(config.tokenizer_filename)
@@ -289,7 +297,7 @@ def rank_loader(dataset, batches, config, runtime):
 
 
 def save_checkpoint(state, config, runtime, log):
-    """The main process saves (checkpoint.TrainingState.save); the others wait for it."""
+    """The main process saves (support.checkpoint.TrainingState.save); the others wait for it."""
     if runtime.is_main:
         state.save(config)
         log.flush()

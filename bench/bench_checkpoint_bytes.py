@@ -29,11 +29,10 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import checkpoint  # noqa: E402
-import corpus  # noqa: E402
 from config import make_config  # noqa: E402
 from machine import print_machine_header  # noqa: E402
 from model import TransformerModel  # noqa: E402
+from support import checkpoint, corpus  # noqa: E402
 from tokenizer import fit_tokenizer  # noqa: E402
 from train import train_model  # noqa: E402
 

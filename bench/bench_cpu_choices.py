@@ -18,8 +18,8 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from config import make_config  # noqa: E402
-from model import TransformerModel  # noqa: E402
 from machine import print_machine_header  # noqa: E402
+from model import TransformerModel  # noqa: E402
 
 
 def time_steps(model, forward, batches, loss_kind="reshape", bf16=False, repeats=3):

@@ -19,11 +19,11 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import corpus  # noqa: E402
 from config import make_config  # noqa: E402
-from data_sources import load_qa_pairs  # noqa: E402
 from dataset import IGNORE_INDEX, QADataset  # noqa: E402
 from machine import print_machine_header  # noqa: E402
+from support import corpus  # noqa: E402
+from support.data_sources import load_qa_pairs  # noqa: E402
 from tokenizer import fit_tokenizer  # noqa: E402
 
 REAL_CORPUS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "qa", "train.jsonl.gz")

@@ -75,7 +75,7 @@ def main():
     greedy = SamplingSettings("greedy", max_new_tokens=NEW_TOKENS)
 
     def ours():
-        return [s.token_id for s in generate(model, prompt, NO_END, greedy, use_cache=True)]
+        return [token_id for token_id, _ in generate(model, prompt, NO_END, greedy, use_cache=True)]
 
     def template_loop():  # the template's loop: the whole sequence again for every token
         sequence = torch.tensor([prompt])
@@ -91,9 +91,9 @@ def main():
     if args.compile:  # the same decode loop over the compiled model (the first call compiles)
         compiled = torch.compile(model, dynamic=True)
         start = time.perf_counter()
-        ids_compiled = [s.token_id for s in generate(compiled, prompt, NO_END, greedy, use_cache=True)]
+        ids_compiled = [token_id for token_id, _ in generate(compiled, prompt, NO_END, greedy, use_cache=True)]
         print(f"torch.compile(dynamic=True): first answer (compiling) {time.perf_counter() - start:.0f} s")
-        t_compiled, ids_compiled = timed(lambda: [s.token_id for s in generate(compiled, prompt, NO_END, greedy)],
+        t_compiled, ids_compiled = timed(lambda: [token_id for token_id, _ in generate(compiled, prompt, NO_END, greedy)],
                                          args.repeats)
         assert ids_compiled == ids_ours, "compiled and eager decoding disagree"
         rows.append(("this project, compiled", t_compiled))

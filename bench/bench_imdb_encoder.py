@@ -30,9 +30,9 @@ import torch.nn.functional as F
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from imdb_notebook import load_definitions  # noqa: E402
 from machine import print_machine_header  # noqa: E402
-from utils import cpu_has_fast_bf16  # noqa: E402
+from support.runtime import cpu_has_fast_bf16  # noqa: E402
+from tools.notebook import load_definitions  # noqa: E402
 
 
 class TorchLayerModel(nn.Module):

@@ -9,8 +9,8 @@ Three ways to train the same model shape on the same data (the real stand-in QA 
 ../shared/data is present, else the built-in corpus), each from the same seed:
 
   this project   train.py's step: length-grouped batches padded to their longest item, the output
-                 layer fused with the loss over real positions only (fused_loss.linear_cross_entropy,
-                 its matmuls in bf16 under bf16 autocast), precision from utils.choose_precision
+                 layer fused with the loss over real positions only (support.fused_loss.linear_cross_entropy,
+                 its matmuls in bf16 under bf16 autocast), precision from support.runtime.choose_precision
                  (fp32 on CPUs without bf16 units)
   template       the template's recipe: random batches padded to max_len, fp32,
                  cross_entropy(logits.transpose(1, 2), target)
@@ -31,13 +31,13 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from config import make_config  # noqa: E402
-from data_sources import load_qa_pairs  # noqa: E402
 from dataset import IGNORE_INDEX, QADataset, epoch_batches  # noqa: E402
 from machine import print_machine_header  # noqa: E402
 from model import TransformerModel  # noqa: E402
+from support.data_sources import load_qa_pairs  # noqa: E402
+from support.runtime import choose_precision  # noqa: E402
 from tokenizer import fit_tokenizer  # noqa: E402
 from train import loss_sum_and_count, training_net  # noqa: E402
-from utils import choose_precision  # noqa: E402
 
 REAL_CORPUS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "qa", "train.jsonl.gz")
 
@@ -172,7 +172,7 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     ours = choose_precision("cpu", make_config(device="cpu").precision).name
-    print_machine_header(f"{ours} for this project and HF GPT-2 (utils.choose_precision), fp32 for the template")
+    print_machine_header(f"{ours} for this project and HF GPT-2 (support.runtime.choose_precision), fp32 for the template")
     try:
         import transformers  # noqa: F401
         with_hf = True

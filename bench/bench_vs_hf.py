@@ -4,7 +4,7 @@
 
 Both models have the preset's size (embed, heads, layers, vocabulary, max_len) and train in turn
 on the same batches, in the same order, with the same optimizer, schedule and precision
-(train.train_step; utils.choose_precision), for the same wall-clock minutes each on this CPU:
+(train.train_step; support.runtime.choose_precision), for the same wall-clock minutes each on this CPU:
 
   this project   TransformerModel, the step train.py runs (output layer fused with the loss in fp32 and bf16)
   HF GPT-2       transformers.GPT2LMHeadModel (pre-norm, learned positions, tied output layer)
@@ -25,15 +25,16 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench_train import HFGPT2  # noqa: E402
-from checkpoint import Progress, TrainingState  # noqa: E402
 from config import make_config  # noqa: E402
-from data_sources import load_qa_pairs  # noqa: E402
 from dataset import QADataset, epoch_batches, split_indices  # noqa: E402
 from machine import print_machine_header  # noqa: E402
 from model import TransformerModel  # noqa: E402
+from support.checkpoint import Progress, TrainingState  # noqa: E402
+from support.data_sources import load_qa_pairs  # noqa: E402
+from support.runtime import Runtime  # noqa: E402
 from tokenizer import fit_tokenizer, load_tokenizer  # noqa: E402
 from train import evaluate, train_step, training_net  # noqa: E402
-from utils import Runtime, get_num_params  # noqa: E402
+from utils import get_num_params  # noqa: E402
 
 REAL_CORPUS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "qa", "train.jsonl.gz")
 

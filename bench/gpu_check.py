@@ -36,15 +36,15 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from checkpoint import Progress, TrainingState  # noqa: E402
 from config import Config, make_config  # noqa: E402
-from data_sources import load_qa_pairs  # noqa: E402
 from dataset import IGNORE_INDEX, QADataset, epoch_batches  # noqa: E402
 from machine import print_machine_header  # noqa: E402
 from model import TransformerModel  # noqa: E402
+from support.checkpoint import Progress, TrainingState  # noqa: E402
+from support.data_sources import load_qa_pairs  # noqa: E402
+from support.runtime import Runtime  # noqa: E402
 from tokenizer import fit_tokenizer  # noqa: E402
 from train import train_step, training_net  # noqa: E402
-from utils import Runtime  # noqa: E402
 
 COURSE_PAIRS = 859_765  # odinhg/gooaq-subset, train split
 REAL_CORPUS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "qa", "train.jsonl.gz")

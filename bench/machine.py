@@ -6,7 +6,7 @@ machine: AMD EPYC (family 25 model 17), AVX-512, native bf16 units: yes (avx512_
 torch 2.13.0+cpu, 2 threads of 2 CPUs; no CUDA GPU
 precision: fp32
 
-"native bf16 units" is utils.cpu_has_fast_bf16(), the test train.py's --precision auto uses.
+"native bf16 units" is support.runtime.cpu_has_fast_bf16(), the test train.py's --precision auto uses.
 """
 
 import os
@@ -17,7 +17,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from utils import cpu_has_fast_bf16, cpu_info  # noqa: E402
+from support.runtime import cpu_has_fast_bf16, cpu_info  # noqa: E402
 
 
 def machine_header(precision=None):

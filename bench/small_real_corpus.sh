@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The `small` preset on the real stand-in QA corpus, as the README reports it: the machine header,
-# the wall-clock minutes of tokenizer and training, train.py's validation losses, then evaluate.py
+# the wall-clock minutes of tokenizer and training, train.py's validation losses, then tools/evaluate.py
 # on the held-out eval file (scored only, never trained or tuned on), then the README's ten answers
 # (greedy, and top-p 0.9 at temperatures 0.5 and 1.0). Files go to temp/small/.
 # Arguments are passed to train.py (the README's AVX2 run: --num_epochs 1).
@@ -16,7 +16,7 @@ start=$(date +%s)
 .venv/bin/python train.py --preset small --dataset "$data/train.jsonl.gz" --model_train_fraction 1 --fresh "$@" \
     2>/dev/null | grep -E "^Device|Training on|validation loss|Mean Epoch"
 echo "tokenizer and training: $(( ($(date +%s) - start) / 60 )) min $(( ($(date +%s) - start) % 60 )) s wall clock"
-.venv/bin/python evaluate.py --preset small --dataset "$data/eval.jsonl.gz" --model_train_fraction 1 2>/dev/null
+.venv/bin/python -m tools.evaluate --preset small --dataset "$data/eval.jsonl.gz" --model_train_fraction 1 2>/dev/null
 questions=(
     "What are the symptoms of diabetes?" "What causes high blood pressure?" "How is asthma treated?"
     "What is the capital of France?" "Who developed the theory of relativity?" "What is photosynthesis?"

@@ -13,7 +13,7 @@ os.environ.pop("INF265_PRESET", None)
 
 import pytest  # noqa: E402
 
-import corpus  # noqa: E402
+from support import corpus  # noqa: E402
 from config import make_config  # noqa: E402
 from helpers import make_tiny_config, tiny_run_config, write_jsonl  # noqa: E402
 from tokenizer import fit_tokenizer, train_tokenizer  # noqa: E402
@@ -42,7 +42,7 @@ def tokenizer():
 @pytest.fixture(scope="session")
 def nb():
     """The Part 1 notebook's definitions as a module (imported once, without running its training)."""
-    from imdb_notebook import load_definitions
+    from tools.notebook import load_definitions
 
     return load_definitions()
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import torch
 
-import corpus
 from config import make_config
 from inference import MAX_INPUT_CHARS
+from support import corpus
 from tokenizer import train_tokenizer
 from train import train_model
 

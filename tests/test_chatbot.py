@@ -2,7 +2,7 @@
 
 The model is trained for one short epoch, so its answers are gibberish: the tests check the page's
 mechanics (history, settings reaching the sampler, odd input, escaping, error pages), and compare
-seeded answers with inference.AnswerStream run directly.
+seeded answers with tools.answers.AnswerStream run directly.
 """
 
 import json
@@ -22,10 +22,10 @@ from streamlit.testing.v1 import AppTest
 import config as config_module
 from chatbot import (EMPTY_ANSWER, MAX_QUESTION_CHARS, chat_arguments, escape_markdown, escaped_stream,
                      token_label)
-from checkpoint import load_trained_model
 from helpers import ROOT, train_tiny_chat_model
-from inference import MAX_INPUT_CHARS, AnswerStream, SamplingSettings
+from inference import MAX_INPUT_CHARS, SamplingSettings, load_trained_model
 from tokenizer import load_tokenizer, special_token_ids
+from tools.answers import AnswerStream
 
 PAGE = os.path.join(ROOT, "chatbot.py")
 TIMEOUT = 60  # seconds per script run; the first one loads the model
@@ -94,7 +94,7 @@ def shown_text(message):
 
 
 def direct_answer(loaded, question, **settings):
-    """The answer inference.AnswerStream gives with the page's defaults and `settings`."""
+    """The answer tools.answers.AnswerStream gives with the page's defaults and `settings`."""
     model, tokenizer, ids = loaded
     defaults = dict(strategy="top-p", p=0.95, temperature=0.7, top_k=0, repetition_penalty=1.0,
                     max_new_tokens=min(100, model.max_len))
@@ -182,6 +182,21 @@ def test_arguments_come_from_the_environment_when_set():
 
 # ----------------------------------------------------------------------------------------------
 # The page
+
+def test_the_sliders_start_at_the_configured_top_p_and_temperature(monkeypatch, trained, loaded):
+    """--top_p 0.5 --temperature 1.2 reach the sidebar, and the first answer is drawn with them; a value
+    outside a slider's range starts at its end, with a note."""
+    at = open_page(monkeypatch, trained[1] + ["--top_p", "0.5", "--temperature", "1.2"])
+    assert widget(at.sidebar.slider, "Top-p").value == pytest.approx(0.5)
+    assert widget(at.sidebar.slider, "Temperature").value == pytest.approx(1.2)
+    widget(at.sidebar.number_input, "Seed").set_value(4)
+    ask(at, "how many legs does a cat have?")
+    expected, _ = direct_answer(loaded, "how many legs does a cat have?", seed=4, p=0.5, temperature=1.2)
+    assert at.session_state.messages[-1]["content"] == expected
+    hot = open_page(monkeypatch, trained[1] + ["--temperature", "3"])
+    assert widget(hot.sidebar.slider, "Temperature").value == pytest.approx(2.0)
+    assert any("--temperature 3 is outside the slider" in unescape(c.value) for c in hot.sidebar.caption)
+
 
 def test_sidebar_has_the_template_controls_and_the_model_card(monkeypatch, trained, loaded):
     shared = dict(vars(config_module.config))
@@ -488,15 +503,15 @@ def vega_specs(at):
 
 
 def test_attention_view_is_computed_only_when_asked_and_shows_every_layer_and_head(monkeypatch, trained, loaded):
-    import model as model_module
+    import support.probes as probes_module
 
-    calls, original = [], model_module.attention_weights
+    calls, original = [], probes_module.attention_weights
 
     def counting(model, ids):
         calls.append(list(ids))
         return original(model, ids)
 
-    monkeypatch.setattr(model_module, "attention_weights", counting)
+    monkeypatch.setattr(probes_module, "attention_weights", counting)
     at = open_page(monkeypatch, trained[1])
     widget(at.sidebar.number_input, "Seed").set_value(3)
     ask(at, "which is larger, 12 or 7?")
@@ -518,8 +533,8 @@ def test_attention_view_is_computed_only_when_asked_and_shows_every_layer_and_he
 
 
 def test_examples_on_an_empty_chat_are_held_out_questions_and_clicking_one_asks_it(monkeypatch, trained, loaded):
-    from data_sources import load_qa_pairs
     from dataset import split_indices
+    from support.data_sources import load_qa_pairs
 
     cfg = trained[0]
     at = open_page(monkeypatch, trained[1])
@@ -539,8 +554,8 @@ def test_examples_on_an_empty_chat_are_held_out_questions_and_clicking_one_asks_
 
 
 def test_builtin_examples_are_questions_the_model_never_saw():
-    import corpus
     from chatbot import example_questions
+    from support import corpus
 
     questions, trained_on = example_questions("builtin", "train", 0.01, 0)
     heldout = {r["question"] for r in corpus.generate("heldout")}

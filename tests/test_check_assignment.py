@@ -1,4 +1,4 @@
-"""check_assignment.py: every check passes on this project, and catches planted mistakes.
+"""The self-check (python -m tools.check): every check passes on this project, and catches planted mistakes.
 
 Each mutant is a copy of this project's own files with one mistake written in (the mistakes the
 assignment warns about and that public solutions made); the test names the check that must fail and
@@ -16,8 +16,7 @@ import pytest
 
 from helpers import ROOT
 
-PART2 = ["config.py", "tokenizer.py", "dataset.py", "model.py", "inference.py", "utils.py",
-         "data_sources.py", "corpus.py"]
+PART2 = ["config.py", "tokenizer.py", "dataset.py", "model.py", "inference.py", "utils.py"]
 NOTEBOOK = "imdb_sentiment_encoder.ipynb"
 
 # name: (file, [(this project's text, the mistake)], {check that must fail: words of its message})
@@ -132,7 +131,7 @@ def make_mutant(folder, file, replacements):
 
 
 def run_checker(*args, env=None):
-    return subprocess.run([sys.executable, os.path.join(ROOT, "check_assignment.py"), *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "tools.check", *map(str, args)],
                           capture_output=True, text=True, cwd=ROOT, timeout=600,
                           env=dict(os.environ, **(env or {})))
 
@@ -238,7 +237,7 @@ def test_a_folder_without_assignment_files_is_an_error(tmp_path):
 
 def test_the_course_layout_is_found(tmp_path):
     """The course repository's layout: Part 1 and Part 2 in their own subfolders."""
-    from check_assignment import find_submission
+    from tools.check.__main__ import find_submission
 
     part1, part2 = tmp_path / "01_encoder_sentiment_classifier", tmp_path / "02_decoder_chatbot"
     part1.mkdir()
@@ -253,7 +252,7 @@ def test_the_course_layout_is_found(tmp_path):
 
 def test_the_students_own_tokenizer_file_can_be_used(tmp_path):
     """--tokenizer: the QADataset checks run with the given tokenizer.json instead of their own."""
-    from assignment_checks import TOKENIZER_TEXTS
+    from tools.check.checks import TOKENIZER_TEXTS
     from config import make_config
     from tokenizer import fit_tokenizer
 

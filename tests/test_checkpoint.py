@@ -1,4 +1,4 @@
-"""checkpoint.py: loading checkpoints saved by other layouts of the same model; what a save writes
+"""support/checkpoint.py: loading checkpoints saved by other layouts of the same model; what a save writes
 (the weights once), how a save cut at any point resumes, when saves happen, stale temporary files."""
 
 import glob
@@ -12,14 +12,15 @@ import sys
 import pytest
 import torch
 
-import checkpoint
 import train
-from checkpoint import OLD_STATE_FORMATS, load_trained_model, weights_fingerprint
 from config import make_config
 from helpers import ROOT, assert_same_weights, fresh_copy, make_tiny_config, tiny_run_config
+from inference import load_trained_model
 from model import TransformerModel
+from support import checkpoint, files
+from support.checkpoint import OLD_STATE_FORMATS, weights_fingerprint
+from support.errors import UserError
 from train import train_model
-from utils import UserError
 
 
 def course_reference_table(max_len, d):
@@ -200,10 +201,10 @@ def test_stale_temporaries_are_removed_without_os_kill_on_windows(tmp_path, monk
             raise PermissionError(13, "The process cannot access the file")
         real_remove(name)
 
-    monkeypatch.setattr(checkpoint, "ON_WINDOWS", True)
-    monkeypatch.setattr(checkpoint.os, "kill", no_kill)
-    monkeypatch.setattr(checkpoint.os, "remove", remove)
-    checkpoint._remove_stale_temporaries(path)
+    monkeypatch.setattr(files, "ON_WINDOWS", True)
+    monkeypatch.setattr(files.os, "kill", no_kill)
+    monkeypatch.setattr(files.os, "remove", remove)
+    files._remove_stale_temporaries(path)
     assert not dead.exists() and alive.exists()
 
 
@@ -213,7 +214,7 @@ def test_stale_temporaries_of_running_writers_are_kept_on_posix(tmp_path):
     mine.write_bytes(b"x")
     gone = tmp_path / "model.pth.tmp-999999999"
     gone.write_bytes(b"x")
-    checkpoint._remove_stale_temporaries(path)
+    files._remove_stale_temporaries(path)
     assert mine.exists() and not gone.exists()
 
 

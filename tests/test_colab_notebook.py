@@ -93,8 +93,8 @@ def test_colab_notebook_runs_from_an_uploaded_zip_and_resumes(tmp_path):
 
 
 def test_colab_notebook_names_a_file_that_was_not_uploaded(tmp_path):
-    upload(tmp_path, leave_out={"data_sources.py"})
-    with pytest.raises(CellExecutionError, match="has no data_sources.py: it is not the whole project folder"):
+    upload(tmp_path, leave_out={"support/data_sources.py"})
+    with pytest.raises(CellExecutionError, match=r"has no support/data_sources\(\.py\): it is not the whole project"):
         run(tmp_path, LOCAL_FOLDER=str(tmp_path), PRESET="tiny", EXTRA_ARGS=TINY_ARGS)
 
 
@@ -102,5 +102,6 @@ def test_colab_notebook_refuses_libraries_older_than_supported(tmp_path):
     """As an old Colab torch would be: here the oldest supported torch is raised to 99.0 instead."""
     upload(tmp_path)
     with pytest.raises(CellExecutionError, match=r"torch .* is older than this project supports \(99\.0 or newer\)"):
-        run(tmp_path, extra="import utils\nutils.OLDEST_SUPPORTED['torch'] = '99.0'", LOCAL_FOLDER=str(tmp_path),
+        run(tmp_path, extra="import support.runtime\nsupport.runtime.OLDEST_SUPPORTED['torch'] = '99.0'",
+            LOCAL_FOLDER=str(tmp_path),
             PRESET="tiny", EXTRA_ARGS=TINY_ARGS)

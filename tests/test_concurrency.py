@@ -8,9 +8,10 @@ import torch
 
 from config import make_config
 from helpers import make_tiny_config
-from inference import AnswerStream, SamplingSettings
+from inference import SamplingSettings
 from model import TransformerModel
 from tokenizer import special_token_ids
+from tools.answers import AnswerStream
 
 SESSIONS = 6
 QUESTIONS = ["how many legs does a cat have?", "what is the capital of norway?", "which is larger, 37 or 52?",

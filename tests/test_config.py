@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from config import DEFAULTS, HELP, ConfigError, config_from_args, make_config, parse_cli, parse_value
+from config import KEYS, ConfigError, config_from_args, make_config, parse_cli, parse_value
 from helpers import ROOT
 
 TEMPLATE_DEFAULTS = {
@@ -27,7 +27,7 @@ def test_defaults_are_the_templates():
 
 
 def test_template_keys_come_first_in_template_order():
-    assert list(DEFAULTS)[: len(TEMPLATE_DEFAULTS) + 1] == (
+    assert list(KEYS)[: len(TEMPLATE_DEFAULTS) + 1] == (
         list(TEMPLATE_DEFAULTS)[:3] + ["device"] + list(TEMPLATE_DEFAULTS)[3:])
 
 
@@ -65,9 +65,9 @@ def test_every_key_has_one_line_of_help(capsys):
     with pytest.raises(SystemExit):
         parse_cli(["--help"])
     shown = " ".join(capsys.readouterr().out.split())
-    for key in DEFAULTS:
+    for key in KEYS:
         if key != "preset":
-            assert f"--{key} " in shown and " ".join(HELP[key].split()) in shown, key
+            assert f"--{key} " in shown and " ".join(KEYS[key].help.split()) in shown, key
 
 
 def test_a_config_can_be_hashed_and_cached_as_it_is():
@@ -150,3 +150,36 @@ def test_config_from_args_ignores_unset_options():
     args = add_config_arguments(argparse.ArgumentParser()).parse_args(["--max_len", "64"])
     cfg = config_from_args(args)
     assert cfg.max_len == 64 and cfg.vocab_size == 20000
+
+
+def test_every_key_is_written_once():
+    """One table (KEYS) holds each key's default, help and rule: no other table lists the keys again,
+    in config.py or anywhere else in the project."""
+    import ast
+    import glob
+
+    for path in [os.path.join(ROOT, p) for p in ("config.py", "train.py", "chatbot.py", "inference.py")] + glob.glob(
+            os.path.join(ROOT, "support", "*.py")) + glob.glob(os.path.join(ROOT, "tools", "**", "*.py"), recursive=True):
+        tree = ast.parse(open(path).read())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Dict):
+                keys = {k.value for k in node.keys if isinstance(k, ast.Constant)}
+                if keys & set(KEYS) and len(keys & set(KEYS)) > len(KEYS) // 2:
+                    assert path.endswith("config.py") and len(keys) == len(KEYS), (path, node.lineno)
+    source = open(os.path.join(ROOT, "config.py")).read()
+    for key in KEYS:
+        assert source.count(f'    "{key}": Key(') == 1, key
+
+
+def test_sampling_settings_are_checked_by_the_configs_rules():
+    """--top_p and --temperature have one rule each (config.KEYS), which the sampler applies too."""
+    from inference import SamplingSettings, top_p_sampling
+
+    for bad in (0.0, 1.5):
+        with pytest.raises(ConfigError, match=r"config\.top_p=.* must be in \(0, 1\]"):
+            make_config(top_p=bad)
+        with pytest.raises(ConfigError, match=r"config\.top_p=.* must be in \(0, 1\]"):
+            SamplingSettings(p=bad).check()
+        with pytest.raises(ConfigError, match=r"config\.top_p="):
+            import torch
+            top_p_sampling(torch.zeros(3), bad, 0.7)

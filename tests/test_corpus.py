@@ -1,4 +1,4 @@
-"""Tests of the built-in generated corpus (corpus.py).
+"""Tests of the built-in generated corpus (support/corpus.py).
 
 Answers are checked by recomputing them from the question text, and the
 held-out property is checked on parsed parameters, not only on question
@@ -12,7 +12,7 @@ from collections import Counter
 
 import pytest
 
-import corpus
+from support import corpus
 
 WORD_FAMILIES = ("spell", "count_letters", "first_last")
 

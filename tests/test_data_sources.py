@@ -1,4 +1,4 @@
-"""data_sources.py: every kind of source loads; every bad source gives a clear error."""
+"""support/data_sources.py: every kind of source loads; every bad source gives a clear error."""
 
 import csv
 import gzip
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from data_sources import DataError, load_qa_pairs
+from support.data_sources import DataError, load_qa_pairs
 from helpers import ROOT, write_jsonl
 
 ROWS = [{"question": "what is 1 plus 1?", "answer": "2."},

@@ -4,7 +4,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from data_sources import QAPairs
+from support.data_sources import QAPairs
 from dataset import IGNORE_INDEX, QADataset, build_sequence
 from tokenizer import encode_batch
 

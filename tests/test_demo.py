@@ -1,4 +1,4 @@
-"""demo.py (the README's main job) and checkpoint.load_trained_model, on a tiny fast run."""
+"""tools/demo.py (the README's main job) and inference.load_trained_model, on a tiny fast run."""
 
 import json
 import os
@@ -9,15 +9,16 @@ import sys
 import pytest
 import torch
 
-import corpus
-import demo
-from checkpoint import load_trained_model, sidecar_filename
 from config import make_config
 from helpers import ROOT, make_tiny_config
-from inference import AnswerStream, SamplingSettings
+from inference import SamplingSettings, load_trained_model
 from model import TransformerModel
+from support import corpus
+from support.checkpoint import sidecar_filename
+from support.errors import UserError
 from tokenizer import load_tokenizer, special_token_ids, train_tokenizer
-from utils import UserError
+from tools import demo
+from tools.answers import AnswerStream
 
 
 def demo_args(folder):
@@ -30,7 +31,7 @@ def demo_args(folder):
 
 
 def test_demo_trains_answers_and_reports_accuracy_without_serving(tmp_path):
-    out = subprocess.run([sys.executable, "demo.py", "--no-serve", *demo_args(tmp_path)], cwd=ROOT,
+    out = subprocess.run([sys.executable, "-m", "tools.demo", "--no-serve", *demo_args(tmp_path)], cwd=ROOT,
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "== Training the tokenizer" in out.stdout and "== Training the demo model" in out.stdout
@@ -56,7 +57,7 @@ def test_demo_trains_answers_and_reports_accuracy_without_serving(tmp_path):
     assert (int(printed[2]), int(printed[3])) == (right, len(rows)) == (right, 590)
     assert float(printed[1]) == round(100 * right / 590, 1)
 
-    again = subprocess.run([sys.executable, "demo.py", "--no-serve", *demo_args(tmp_path)], cwd=ROOT,
+    again = subprocess.run([sys.executable, "-m", "tools.demo", "--no-serve", *demo_args(tmp_path)], cwd=ROOT,
                            capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "== Using the trained model" in again.stdout  # no retraining
 
@@ -66,7 +67,7 @@ def test_heldout_accuracy_counts_exactly_the_right_answers(monkeypatch):
     rows = corpus.generate("heldout", seed=0)
 
     class ScriptedAnswers:
-        def __init__(self, model, tokenizer, question, settings, ids):
+        def __init__(self, model, tokenizer, question, settings, ids, records=True):
             n = [r["question"] for r in rows].index(question)
             self.answer = rows[n]["answer"] if n % 3 == 0 else "no idea"
 

@@ -1,4 +1,4 @@
-"""evaluate.py: cross-entropy per answer token and perplexity of a trained model on any file."""
+"""tools/evaluate.py: cross-entropy per answer token and perplexity of a trained model on any file."""
 
 import math
 import re
@@ -8,14 +8,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import corpus
-from checkpoint import load_trained_model
 from config import Config
-from data_sources import load_qa_pairs
 from dataset import QADataset, build_sequence
-from evaluate import score
 from helpers import assert_one_line_error, run_script, train_tiny_chat_model, write_jsonl
+from inference import load_trained_model
+from support import corpus
+from support.data_sources import load_qa_pairs
 from tokenizer import encode_batch, load_tokenizer, special_token_ids
+from tools.evaluate import score
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,7 @@ def test_answer_loss_is_the_cross_entropy_of_answer_tokens_given_the_question(ru
 
 def test_the_command_prints_loss_and_perplexity_of_a_file(run):
     cfg, _, tokenizer, heldout = run
-    result = run_script("evaluate.py", "--preset", "tiny", "--device", "cpu", "--dataset", heldout,
+    result = run_script("-m", "tools.evaluate", "--preset", "tiny", "--device", "cpu", "--dataset", heldout,
                         "--tokenizer_filename", cfg.tokenizer_filename, "--model_filename", cfg.model_filename,
                         "--batch_size", "16")
     assert result.returncode == 0, result.stderr[-2000:]
@@ -79,14 +79,14 @@ def test_the_command_prints_loss_and_perplexity_of_a_file(run):
 def test_a_missing_file_or_a_tokenizer_of_another_run_is_one_clear_line(run, tmp_path):
     cfg, _, _, heldout = run
     files = ["--tokenizer_filename", cfg.tokenizer_filename, "--model_filename", cfg.model_filename]
-    result = run_script("evaluate.py", "--preset", "tiny", "--dataset", str(tmp_path / "nope.jsonl"), *files)
+    result = run_script("-m", "tools.evaluate", "--preset", "tiny", "--dataset", str(tmp_path / "nope.jsonl"), *files)
     assert_one_line_error(result, "nope.jsonl", "does not exist")
-    result = run_script("evaluate.py", "--preset", "tiny", "--dataset", heldout, *files[:2],
+    result = run_script("-m", "tools.evaluate", "--preset", "tiny", "--dataset", heldout, *files[:2],
                         "--model_filename", str(tmp_path / "none.pth"))
     assert_one_line_error(result, "no trained model", "none.pth")
     other = load_tokenizer(cfg)
     other.add_tokens(["zzz"])  # one more token: another run's tokenizer
     other.save(str(tmp_path / "other.json"))
-    result = run_script("evaluate.py", "--preset", "tiny", "--dataset", heldout, "--tokenizer_filename",
+    result = run_script("-m", "tools.evaluate", "--preset", "tiny", "--dataset", heldout, "--tokenizer_filename",
                         str(tmp_path / "other.json"), "--model_filename", cfg.model_filename)
     assert_one_line_error(result, "other.json", "different")

@@ -12,12 +12,13 @@ import time
 
 import pytest
 
-import checkpoint
-from checkpoint import load_file, sidecar_filename
+from support import checkpoint
+from support.checkpoint import sidecar_filename
+from support.errors import UserError
+from support.files import load_file
 from helpers import (ROOT, TRAIN, assert_same_weights, cli_args, fresh_copy, poll_until, reference_and_fresh_runs,
                      saved_step, tiny_run_config)
 from train import train_model
-from utils import UserError
 
 RANDOM_KILLS = 5  # kills at random steps and random delays after them
 SAVE_KILLS = 2  # kills the moment a checkpoint's temporary file appears, i.e. during a write

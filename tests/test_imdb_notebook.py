@@ -1,7 +1,7 @@
 """Part 1, imdb_sentiment_encoder.ipynb: its definitions against PyTorch's own modules, and the notebook itself.
 
-The definitions are imported from the notebook's "definitions" cells (imdb_notebook.py) without running its
-data loading or training. Tolerances: fp32 comparisons use atol = rtol = 1e-5; fp64 ones 1e-10.
+The definitions (imports, functions, classes, constants) are imported from the notebook by tools/notebook.py
+without running its data loading or training. Tolerances: fp32 comparisons use atol = rtol = 1e-5; fp64 ones 1e-10.
 """
 
 import ast
@@ -19,7 +19,7 @@ import torch.nn as nn
 from nbclient import NotebookClient
 
 from helpers import ODD_TEXTS, write_jsonl
-from imdb_notebook import NOTEBOOK, definition_cells
+from tools.notebook import NOTEBOOK, definitions
 
 FP32 = dict(atol=1e-5, rtol=1e-5)
 FP64 = dict(atol=1e-10, rtol=1e-10)
@@ -407,14 +407,14 @@ def test_imdb_loading_reports_a_truncated_file(nb, tmp_path):
 @pytest.mark.parametrize("onednn", [True, False])
 def test_notebooks_bf16_rule_is_the_projects(nb, flags, onednn):
     """The notebook carries its own copy of the rule (it stands alone); it must decide as utils does."""
-    from utils import Hardware, cpu_has_fast_bf16
+    from support.runtime import Hardware, cpu_has_fast_bf16
 
     hardware = Hardware(cpu_flags=None if flags is None else frozenset(flags), onednn_bf16=onednn)
     assert nb.cpu_has_native_bf16(flags, onednn) == cpu_has_fast_bf16(hardware)
 
 
 def test_notebook_reads_proc_cpuinfo_as_utils_does(nb):
-    from utils import cpu_info
+    from support.runtime import cpu_info
 
     assert nb.read_cpuinfo() == cpu_info()
 
@@ -423,12 +423,16 @@ FORBIDDEN = {"MultiheadAttention", "TransformerEncoder", "TransformerEncoderLaye
 
 
 def test_definitions_do_not_use_pytorchs_attention():
-    """The assignment forbids PyTorch's attention modules in Part 1: no attribute access to them anywhere."""
-    for source in definition_cells():
-        for node in ast.walk(ast.parse(source)):
+    """The assignment forbids PyTorch's attention modules in Part 1: no attribute access to them in any
+    definition, and no loop in the attention."""
+    statements = [statement for _, statement in definitions()]
+    attention = [s for s in statements if isinstance(s, ast.ClassDef) and s.name == "MultiheadAttention"]
+    assert len(attention) == 1
+    for statement in statements:
+        for node in ast.walk(statement):
             assert not (isinstance(node, ast.Attribute) and node.attr in FORBIDDEN), ast.unparse(node)
             assert not (isinstance(node, ast.alias) and node.name in FORBIDDEN)
-            assert not isinstance(node, (ast.For, ast.While)) or "MultiheadAttention" not in source
+    assert not any(isinstance(node, (ast.For, ast.While, ast.comprehension)) for node in ast.walk(attention[0]))
 
 
 def notebook_text(notebook):
@@ -473,7 +477,7 @@ def test_committed_notebook_carries_a_full_real_run():
 
 
 def test_collapse_streams_keeps_what_jupyter_shows():
-    from imdb_notebook import collapse_streams
+    from tools.notebook import collapse_streams
 
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("")])
     notebook.cells[0].outputs = [nbformat.v4.new_output("stream", name="stderr", text="bar  10%\r"),

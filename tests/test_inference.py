@@ -1,4 +1,5 @@
-"""inference.py: sampling on hand-written logits, the decode loop, KV-cache parity, streaming."""
+"""inference.py: sampling on hand-written logits, the decode loop, KV-cache parity; streaming and the
+per-token records of tools/answers.py."""
 
 import pytest
 import torch
@@ -7,11 +8,11 @@ from hypothesis import strategies as st
 
 from config import make_config
 from helpers import ODD_TEXTS, assert_one_line_error, make_tiny_config, run_script, small_model
-from inference import (AnswerStream, SamplingSettings, choose_token, decode_output, fit_prompt,
-                       generate, greedy_sampling, nucleus, sample_sequence, tokenize_input,
-                       top_p_sampling)
+from inference import (SamplingSettings, choose_token, decode_output, fit_prompt, generate, greedy_sampling,
+                       nucleus, sample_sequence, tokenize_input, top_p_sampling)
 from model import TransformerModel
 from tokenizer import special_token_ids
+from tools.answers import AnswerStream, record
 
 ASSIGNMENT_LOGITS = torch.tensor([-1.0, 2, -3, 3, -3, 0, 2, 1])
 SEP, END = 0, 1
@@ -66,8 +67,8 @@ def test_top_k_limits_the_nucleus():
 
 def test_repetition_penalty_steers_away_from_seen_tokens():
     settings_ = SamplingSettings(strategy="greedy", repetition_penalty=10.0)
-    assert choose_token(ASSIGNMENT_LOGITS, settings_, previous_ids=[3]).token_id in (1, 6)
-    assert choose_token(ASSIGNMENT_LOGITS, SamplingSettings(strategy="greedy")).token_id == 3
+    assert choose_token(ASSIGNMENT_LOGITS, settings_, previous_ids=[3])[0] in (1, 6)
+    assert choose_token(ASSIGNMENT_LOGITS, SamplingSettings(strategy="greedy"))[0] == 3
 
 
 @settings(max_examples=200, deadline=None)
@@ -138,11 +139,12 @@ def test_fit_prompt_truncates_from_the_left_and_keeps_sep():
 
 
 def test_steps_record_how_each_token_was_chosen():
-    """Each Step equals what recomputing the distribution from the full sequence gives."""
+    """Each Step (tools.answers.record over the logits generate yields) equals what recomputing the
+    distribution from the full sequence gives."""
     model = small_model(seed=5)
     ids = [7, 8, SEP]
-    steps = list(generate(model, ids, END, SamplingSettings("top-p", p=0.5, temperature=0.8, seed=1,
-                                                            max_new_tokens=6)))
+    settings_ = SamplingSettings("top-p", p=0.5, temperature=0.8, seed=1, max_new_tokens=6)
+    steps = [record(token_id, logits, settings_) for token_id, logits in generate(model, ids, END, settings_)]
     assert len(steps) == 6
     for step in steps:
         with torch.no_grad():
@@ -154,6 +156,22 @@ def test_steps_record_how_each_token_was_chosen():
         assert step.nucleus_size == len(kept) and step.token_id in kept.tolist()
         assert step.probability == pytest.approx(kept_probs[kept.tolist().index(step.token_id)].item(), abs=1e-5)
         ids.append(step.token_id)
+
+
+def test_records_are_computed_only_when_asked(monkeypatch, tokenizer):
+    """Decoding for text alone (the demo's accuracy, the CLI) builds no Step: records=False."""
+    import tools.answers
+
+    calls = []
+    monkeypatch.setattr(tools.answers, "record", lambda *args: calls.append(args))
+    settings_ = SamplingSettings("greedy", max_new_tokens=5)
+    ids = {"sep": SEP, "end": END}
+    quiet = AnswerStream(small_model(vocab_size=400), tokenizer, "hi?", settings_, ids, records=False)
+    text = "".join(quiet)
+    assert not calls and not quiet.steps and quiet.token_ids
+    shown = AnswerStream(small_model(vocab_size=400), tokenizer, "hi?", settings_, ids)
+    assert "".join(shown) == text  # the same answer, now with a record per token
+    assert len(calls) == len(shown.token_ids) == len(quiet.token_ids)
 
 
 def test_streamed_pieces_join_to_the_one_shot_decode_with_multibyte_text(tokenizer):
@@ -175,8 +193,8 @@ def test_banned_special_tokens_are_never_chosen():
     for strategy in ("greedy", "top-p"):
         settings_ = SamplingSettings(strategy, p=1.0, temperature=5.0, seed=0)
         for seed in range(20):
-            step = choose_token(logits, settings_, torch.Generator().manual_seed(seed), banned_ids=[0, 2, 3])
-            assert step.token_id in (1, 4)
+            token_id, _ = choose_token(logits, settings_, torch.Generator().manual_seed(seed), banned_ids=[0, 2, 3])
+            assert token_id in (1, 4)
 
 
 def test_repetition_penalty_must_be_positive():

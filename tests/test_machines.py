@@ -1,4 +1,4 @@
-"""The machines students use, faked: what each reports decides the training precision (utils.Hardware).
+"""The machines students use, faked: what each reports decides the training precision (support.runtime.Hardware).
 
 A Colab T4 (compute capability 7.5) must train in fp16 with a gradient scaler, not in emulated bf16;
 a laptop whose system shows no CPU flags (macOS, Windows) in fp32, not in emulated bf16. Nothing here
@@ -8,8 +8,8 @@ needs the machine it fakes.
 import pytest
 import torch
 
-import utils
-from utils import Hardware, choose_precision, cpu_has_fast_bf16
+from support import runtime
+from support.runtime import Hardware, choose_precision, cpu_has_fast_bf16
 
 SKYLAKE = frozenset({"fpu", "avx2", "avx512f", "avx512bw"})  # AVX-512 without bf16 units
 ZEN4 = frozenset({"avx2", "avx512f", "avx512_bf16"})
@@ -61,18 +61,18 @@ def test_asked_for_precision_is_kept_whatever_the_hardware():
 def test_the_real_machine_is_read_from_proc_cpuinfo(monkeypatch):
     """read_hardware feeds the same rule: oneDNN's yes is not enough without the flag."""
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
-    monkeypatch.setattr(utils, "cpu_info", lambda: {"flags": " ".join(SKYLAKE)})
+    monkeypatch.setattr(runtime, "cpu_info", lambda: {"flags": " ".join(SKYLAKE)})
     assert not cpu_has_fast_bf16()
     assert choose_precision(torch.device("cpu"), "auto").name == "fp32"
-    monkeypatch.setattr(utils, "cpu_info", lambda: {"flags": " ".join(ZEN4)})
+    monkeypatch.setattr(runtime, "cpu_info", lambda: {"flags": " ".join(ZEN4)})
     assert cpu_has_fast_bf16()
-    monkeypatch.setattr(utils, "cpu_info", lambda: {})  # no /proc/cpuinfo (macOS, Windows): fp32
+    monkeypatch.setattr(runtime, "cpu_info", lambda: {})  # no /proc/cpuinfo (macOS, Windows): fp32
     assert not cpu_has_fast_bf16()
-    assert utils.read_hardware().cpu_flags is None
+    assert runtime.read_hardware().cpu_flags is None
 
 
 def test_runtime_takes_the_faked_hardware():
     from config import make_config
 
-    runtime = utils.Runtime(make_config("tiny", device="cpu"), Hardware("Windows", "AMD64", onednn_bf16=True))
-    assert runtime.precision.name == "fp32" and "Windows" in runtime.precision.reason
+    machine = runtime.Runtime(make_config("tiny", device="cpu"), Hardware("Windows", "AMD64", onednn_bf16=True))
+    assert machine.precision.name == "fp32" and "Windows" in machine.precision.reason

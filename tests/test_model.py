@@ -11,9 +11,18 @@ import torch.nn.functional as F
 
 from config import make_config
 from helpers import ROOT, make_tiny_config, small_model
-from model import (DecoderBlock, KVCache, PositionalEncoding, TransformerModel, _max_future_leak,
-                   check_model, expected_num_params, sinusoidal_table, untrained_loss)
+from model import DecoderBlock, KVCache, PositionalEncoding, TransformerModel, sinusoidal_table
+from support.probes import attention_weights, check_model, expected_num_params, future_leak, untrained_loss
 from utils import get_num_params
+
+
+def max_future_leak(model, source):
+    """The probe as `python model.py` runs it: with no padding mask and with one of all False."""
+    def logits(ids, mask):
+        return model(ids, mask)
+
+    no_padding = torch.zeros_like(source, dtype=torch.bool)
+    return max(future_leak(logits, source, model.vocab_size, mask)[0] for mask in (None, no_padding))
 
 ATOL = 1e-5  # float32 on CPU
 
@@ -125,7 +134,7 @@ def test_no_information_from_future_tokens():
     model = TransformerModel(small_config()).eval()
     source = torch.randint(4, 300, (1, 12))
     with torch.no_grad():
-        assert _max_future_leak(model, source) < ATOL
+        assert max_future_leak(model, source) < ATOL
 
 
 @pytest.mark.filterwarnings("ignore:Support for mismatched key_padding_mask")
@@ -135,7 +144,7 @@ def test_future_leak_check_catches_a_float_mask():
     model = TransformerModel(small_config()).eval()
     model.causal_mask = model.causal_mask.float()
     with torch.no_grad():
-        assert _max_future_leak(model, torch.randint(4, 300, (1, 12))) > 1e-3
+        assert max_future_leak(model, torch.randint(4, 300, (1, 12))) > 1e-3
 
 
 def test_padded_batch_equals_each_sequence_alone():
@@ -253,25 +262,23 @@ def test_untrained_loss_is_near_ln_vocab_plus_a_sixth(preset):
     assert abs(loss - untrained_loss(cfg.vocab_size)) < 0.15
 
 
-def test_model_checks_accept_a_tokenizer_that_fills_the_vocabulary_exactly(tmp_path):
-    """A tokenizer of exactly vocab_size tokens fits the model; one token more does not."""
-    from model import _example_dataset
-    from tokenizer import train_tokenizer
-    from utils import UserError
+def test_a_tokenizer_that_fills_the_vocabulary_exactly_fits(tmp_path):
+    """A tokenizer of exactly vocab_size tokens fits the model; one token more does not
+    (tokenizer.check_vocab_fits, the one check train.py and the loader of a trained run use)."""
+    from support.errors import UserError
+    from tokenizer import check_vocab_fits, train_tokenizer
 
     cfg = make_config("tiny", device="cpu", dataset="builtin", model_train_fraction=0.01, vocab_size=300,
                       tokenizer_filename=str(tmp_path / "tokenizer.json"))
-    size = train_tokenizer(cfg).get_vocab_size()
-    cfg.vocab_size, cfg.model_train_fraction = size, 1.0
-    assert len(_example_dataset(cfg, "builtin")) == 64
-    cfg.vocab_size = size - 1
+    tokenizer = train_tokenizer(cfg)
+    size = tokenizer.get_vocab_size()
+    assert check_vocab_fits(tokenizer, size, cfg) is tokenizer
     with pytest.raises(UserError, match=f"has {size} tokens but config.vocab_size={size - 1}"):
-        _example_dataset(cfg, "builtin")
+        check_vocab_fits(tokenizer, size - 1, cfg)
 
 
 def test_python_model_py_runs_its_assertions_offline(tmp_path):
-    out = subprocess.run([sys.executable, "model.py", "--preset", "tiny",
-                          "--tokenizer_filename", str(tmp_path / "none.json")],
+    out = subprocess.run([sys.executable, "model.py", "--preset", "tiny"],
                          cwd=ROOT, capture_output=True, text=True,
                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert out.returncode == 0, out.stderr
@@ -333,11 +340,9 @@ def test_the_cache_refuses_more_tokens_than_max_len_and_says_how_many():
 
 
 def test_attention_weights_are_each_heads_softmax_over_allowed_positions():
-    """model.attention_weights (the chat page's attention view): rows sum to 1 over positions
+    """support.probes.attention_weights (the chat page's attention view): rows sum to 1 over positions
     0..t, are zero on later ones, and equal softmax(q k^T / sqrt(d)) written out from the first
     block's own weights; the model is left in the mode it was in."""
-    from model import attention_weights
-
     model = small_model(seed=4).train()
     ids = torch.randint(4, 300, (9,))
     weights = attention_weights(model, ids)

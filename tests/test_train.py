@@ -16,15 +16,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from checkpoint import Progress, TrainingState, load_file, sidecar_filename
 from config import make_config
 from dataset import QADataset, epoch_batches, split_indices
 from helpers import (ROOT, TRAIN, assert_same_weights, cli_args, fresh_copy, poll_until, reference_and_fresh_runs,
                      saved_step, tiny_run_config)
 from model import TransformerModel
+from support.checkpoint import Progress, TrainingState, sidecar_filename
+from support.errors import UserError
+from support.files import load_file
+from support.runtime import Runtime
 from tokenizer import load_tokenizer, train_tokenizer
 from train import evaluate, lr_factor, train_model, train_step, training_net
-from utils import Runtime, UserError
 
 def test_lr_schedule_warmup_then_cosine():
     cfg = make_config(warmup_steps=10, min_lr_ratio=0.1)
@@ -329,7 +331,7 @@ def test_ddp_with_two_gloo_processes_matches_one_process(pairs_folder, tmp_path)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_linear_cross_entropy_equals_cross_entropy_of_logits(chunk_rows, dtype):
     """Equal to the plain code, in fp32 and as the plain code runs under bf16 autocast."""
-    from fused_loss import linear_cross_entropy
+    from support.fused_loss import linear_cross_entropy
 
     torch.manual_seed(0)
     layer = torch.nn.Linear(12, 50)

@@ -1,16 +1,18 @@
 """Self-check for anyone's INF265 Project 3: a report card of what the assignment requires.
 
-    python check_assignment.py PATH                  # a folder with the Part 2 scripts and/or the notebook
-    python check_assignment.py .                     # this project (everything passes)
-    python check_assignment.py subs/* --json > grades.json      # a teacher, one entry per folder
-    python check_assignment.py PATH --only dataset   # only the checks whose name contains "dataset"
+    python -m tools.check PATH                  # a folder with the Part 2 scripts and/or the notebook
+    python -m tools.check .                     # this project (everything passes); or: make check
+    python -m tools.check subs/* --json > grades.json      # a teacher, one entry per folder
+    python -m tools.check PATH --only dataset   # only the checks whose name contains "dataset"
+
+Run it from this project's folder (the checks compare against its own implementation).
 
 PATH is a folder holding the template's Part 2 files (config.py, tokenizer.py, dataset.py, model.py,
 inference.py, utils.py) and/or the Part 1 notebook (imdb_sentiment_encoder.ipynb, or any notebook
 defining MultiheadAttention); the course layout with 01_encoder_sentiment_classifier/ and
 02_decoder_chatbot/ subfolders is found too. PATH may also be the notebook itself.
 
-Every check (assignment_checks.py says what each requires) runs in its own Python process with a
+Every check (tools/check/checks.py says what each requires) runs in its own Python process with a
 time limit (--timeout, 60 s), so code that crashes, lacks a function or never returns gives an
 "error" line for that check and the others still run. Each failure says what the assignment requires,
 what the code did, and the first input on which it differs. Exit status 0 only when every check
@@ -30,7 +32,7 @@ import time
 import traceback
 from dataclasses import dataclass
 
-ROOT = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # this project
 PART2_FILES = ("config.py", "dataset.py", "model.py", "inference.py")
 STATUS_WORDS = {"pass": "pass ", "fail": "FAIL ", "error": "ERROR", "skipped": "skip "}
 
@@ -41,7 +43,7 @@ def find_submission(path):
     if os.path.isfile(path) and path.endswith(".ipynb"):
         return None, path
     if not os.path.isdir(path):
-        raise SystemExit(f"check_assignment.py: {path} is neither a folder nor a notebook")
+        raise SystemExit(f"tools.check: {path} is neither a folder nor a notebook")
     folders = [path] + sorted(p for p in glob.glob(os.path.join(path, "*")) if os.path.isdir(p))
     part2 = next((f for f in folders if any(os.path.isfile(os.path.join(f, n)) for n in PART2_FILES)), None)
     notebooks = [n for f in folders for n in sorted(glob.glob(os.path.join(f, "*.ipynb")))]
@@ -83,10 +85,11 @@ class Job:
         else:
             with open(self.log_file, "w") as log:
                 self.process = subprocess.Popen(
-                    [sys.executable, os.path.abspath(__file__), "--child", task.name, "--result",
+                    [sys.executable, "-m", "tools.check", "--child", task.name, "--result",
                      self.result_file, "--part2", task.part2 or "", "--notebook", task.notebook or "",
                      "--tokenizer", task.tokenizer or ""],
-                    cwd=self.folder, env=dict(os.environ, **ENV), stdout=log, stderr=subprocess.STDOUT)
+                    cwd=self.folder, env=dict(os.environ, **ENV, PYTHONPATH=ROOT), stdout=log,
+                    stderr=subprocess.STDOUT)
 
     def running(self):
         return self.process.is_alive() if CAN_FORK else self.process.poll() is None
@@ -135,7 +138,7 @@ def warm_up(names):
     os.environ.update(ENV)
     import importlib
 
-    import assignment_checks as checks
+    from tools.check import checks
     for prefix, modules in WARM_MODULES.items():
         for module in modules if any(n.startswith(prefix) for n in names) else ():
             try:
@@ -155,7 +158,7 @@ def forked_child(task, result_file, log_file, reference):
 
 def run_in_child(task, result_file, reference=None):
     """Inside the check's own process: (load the reference,) hide it, run the student's code."""
-    import assignment_checks as checks
+    from tools.check import checks
 
     outcome = {}
     try:
@@ -203,7 +206,7 @@ def where_raised(exc, task):
 
 
 def check_folder(path, names, timeout, jobs, tokenizer_file):
-    import assignment_checks as checks
+    from tools.check import checks
 
     part2, notebook = find_submission(path)
     tasks, skipped = [], {}
@@ -257,7 +260,7 @@ def short(text, width=70):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="python -m tools.check", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="\n\n".join(__doc__.split("\n\n")[1:]))
     parser.add_argument("paths", nargs="*", metavar="PATH", help="folders (or notebooks) to check")
@@ -275,14 +278,14 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.child:
         return run_in_child(Task(args.child, args.part2, args.notebook, args.tokenizer), args.result)
-    import assignment_checks as checks
+    from tools.check import checks
 
     if args.list:
         for c in checks.CHECKS.values():
             print(f"{c.name:<30} {c.part}: {c.requires}")
         return 0
     if not args.paths:
-        parser.error("give a folder to check, e.g. python check_assignment.py .")
+        parser.error("give a folder to check, e.g. python -m tools.check .")
     tokenizer_file = os.path.abspath(args.tokenizer) if args.tokenizer else None
     if tokenizer_file and not os.path.isfile(tokenizer_file):
         parser.error(f"--tokenizer {args.tokenizer}: no such file")

@@ -1,9 +1,9 @@
 """Score a trained model on any question-answer file: cross-entropy per answer token, perplexity.
 
-    python evaluate.py --preset demo --split heldout                   # demo model, built-in held-out split
-    python evaluate.py --preset demo                                   # ... on its training split
-    python evaluate.py --dataset path/to/pairs.jsonl.gz                # the default model on your own file
-    python evaluate.py --preset cpu_qa --dataset ../shared/data/qa/eval.jsonl.gz
+    python -m tools.evaluate --preset demo --split heldout        # demo model, built-in held-out split
+    python -m tools.evaluate --preset demo                        # ... on its training split
+    python -m tools.evaluate --dataset path/to/pairs.jsonl.gz     # the default model on your own file
+    python -m tools.evaluate --preset small --dataset ../shared/data/qa/eval.jsonl.gz --model_train_fraction 1
 
 --dataset takes what train.py takes (a local .jsonl/.jsonl.gz/.csv/.json file or folder of
 question/answer pairs, a Hugging Face name, or 'builtin'), --model_filename and
@@ -26,12 +26,11 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from checkpoint import load_trained_model
 from config import Config, parse_cli
-from data_sources import load_qa_pairs
 from dataset import IGNORE_INDEX, QADataset
-from tokenizer import load_tokenizer, special_token_ids
-from utils import resolve_device, run_main
+from inference import load_trained_run
+from support.data_sources import load_qa_pairs
+from utils import run_main
 
 
 @torch.no_grad()
@@ -62,17 +61,15 @@ def score(model, dataset, sep_id, batch_size, device, progress=True):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     config, _ = parse_cli(parser=parser)
-    device = resolve_device(config.device)
-    tokenizer = load_tokenizer(config)
-    model, info = load_trained_model(config, device, tokenizer)
+    model, tokenizer, info, ids = load_trained_run(config)
+    device = next(model.parameters()).device
     for note in info["notes"]:
         print(note)
     # Every pair is scored, and cut at the model's own max_len whatever the preset says.
     model_config = Config(**{**vars(config), **info["model_shape"], "model_train_fraction": 1.0})
     pairs = load_qa_pairs(config.dataset, config.split)
     dataset = QADataset(model_config, tokenizer, pairs=pairs)
-    sep_id = special_token_ids(tokenizer, config)["sep"]
-    sums = score(model, dataset, sep_id, config.batch_size, device)
+    sums = score(model, dataset, ids["sep"], config.batch_size, device)
     print(f"Model {config.model_filename} on {pairs.description} ({len(dataset):,} pairs):")
     for name, label in (("answer", "answer tokens"), ("all", "all tokens")):
         total, count = sums[name]

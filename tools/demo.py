@@ -1,9 +1,9 @@
 """The main job, `make demo`: a working answer bot on this machine in about five minutes, offline.
 
-    python demo.py                 # train if needed, show answers, then serve the chat page
-    python demo.py --no-serve      # everything but the server (or INF265_DEMO_NO_SERVE=1)
-    python demo.py --port 8600     # another port; the page listens on localhost only
-    python demo.py --num_epochs 5  # any config key, as in every script (preset: demo)
+    python -m tools.demo                 # train if needed, show answers, then serve the chat page
+    python -m tools.demo --no-serve      # everything but the server (or INF265_DEMO_NO_SERVE=1)
+    python -m tools.demo --port 8600     # another port; the page listens on localhost only
+    python -m tools.demo --num_epochs 5  # any config key, as in every script (preset: demo)
 
 Steps: train the tokenizer on the built-in generated corpus if temp/demo/ has none; train the
 demo model, or finish an interrupted training run (rerunning resumes); answer a few held-out
@@ -19,13 +19,16 @@ import time
 
 import torch
 
-import corpus
-from checkpoint import load_trained_model, read_sidecar
 from config import parse_cli
-from inference import AnswerStream, SamplingSettings
-from tokenizer import load_tokenizer, special_token_ids, train_tokenizer
+from inference import SamplingSettings, load_trained_run
+from support import corpus
+from support.checkpoint import read_sidecar
+from tokenizer import special_token_ids, train_tokenizer
+from tools.answers import AnswerStream
 from train import train_model
-from utils import resolve_device, run_main
+from utils import run_main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # where chatbot.py lies
 
 
 def evaluate_heldout(model, tokenizer, config, rows=None, show=0):
@@ -38,7 +41,7 @@ def evaluate_heldout(model, tokenizer, config, rows=None, show=0):
     greedy = SamplingSettings("greedy", max_new_tokens=model.max_len)
     right, per_family = 0, {}
     for i, row in enumerate(rows):
-        answer = "".join(AnswerStream(model, tokenizer, row["question"], greedy, ids))
+        answer = "".join(AnswerStream(model, tokenizer, row["question"], greedy, ids, records=False))
         ok = corpus.is_correct(answer, row["answer"])
         right += ok
         done, total = per_family.get(row["family"], (0, 0))
@@ -54,7 +57,7 @@ def show_answers(model, tokenizer, config, questions):
         print(f"Question: {question}")
         for strategy in ("greedy", "top-p"):
             settings = SamplingSettings(strategy, config.top_p, config.temperature, seed=config.seed)
-            answer = "".join(AnswerStream(model, tokenizer, question, settings, ids))
+            answer = "".join(AnswerStream(model, tokenizer, question, settings, ids, records=False))
             print(f"  {strategy:>6}: {answer}")
 
 
@@ -66,7 +69,7 @@ def serve(config, port):
                "--server.port", str(port), "--", *chat_args]  # the browser opens where there is a display
     print(f"\nChat page: http://localhost:{port}  (Ctrl-C to stop)", flush=True)
     try:
-        subprocess.run(command, check=False)
+        subprocess.run(command, check=False, cwd=ROOT)
     except KeyboardInterrupt:
         pass
 
@@ -93,9 +96,7 @@ def main():
         print(f"== Using the trained model {config.model_filename} (epoch {info['epoch']}, "
               f"validation loss {info.get('val_loss') or float('nan'):.4f}); delete it to retrain ==")
 
-    device = resolve_device(config.device)
-    tokenizer = load_tokenizer(config)
-    model, info = load_trained_model(config, device, tokenizer)
+    model, tokenizer, info, _ = load_trained_run(config)
     for note in info["notes"]:
         print(note)
     torch.manual_seed(config.seed)

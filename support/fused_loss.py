@@ -1,6 +1,6 @@
 """Optional fast path of training: the output layer and the cross-entropy computed together.
 
-The plain loss (train.loss_sum_and_count without `output_layer`) is the template's:
+The plain loss (train.loss_sum_and_count without `output_layer`, --fused_loss off) is the template's:
 
     logits = model(source, padding_mask)                                # (B, T, vocab)
     loss = F.cross_entropy(logits.reshape(-1, vocab), target.reshape(-1), ignore_index=-100)
@@ -11,7 +11,7 @@ buffer. Here only real target positions go through fc_out, chunk by chunk, and t
 are computed in the forward pass. Loss and every gradient equal the plain code's (in bf16 up
 to bf16 rounding; tests/test_train.py).
 
-train.py uses it in fp32 and under bf16 autocast, where the matmuls run in bf16 as autocast
+train.py uses it (--fused_loss auto) in fp32 and under bf16 autocast, where the matmuls run in bf16 as autocast
 would run fc_out and the softmax stays in fp32, as after the plain code's logits.float(). Under
 fp16 with a gradient scaler (a T4) train.py runs the plain code: the gradients here are computed
 before the scale is known, so small ones would underflow in fp16.
@@ -20,7 +20,7 @@ before the scale is known, so small ones would underflow in fp16.
 import torch
 import torch.nn as nn
 
-from dataset import IGNORE_INDEX
+IGNORE_INDEX = -100  # CrossEntropyLoss's default ignore_index, as dataset.py's targets use
 
 
 class HiddenStates(nn.Module):

@@ -1,7 +1,7 @@
 """Where question/answer text comes from: one function, `load_qa_pairs(source, split)`.
 
 `source` (config.dataset) may be
-    builtin                     the corpus this project generates itself (corpus.py), offline;
+    builtin                     the corpus this project generates itself (support/corpus.py), offline;
                                 split "train" or "heldout"
     path/to/pairs.jsonl[.gz]    JSON lines with "question" and "answer" fields
     path/to/pairs.parquet       a Parquet file with columns question, answer
@@ -18,7 +18,8 @@ import json
 import os
 from dataclasses import dataclass, field
 
-from utils import UserError
+from support import corpus
+from support.errors import UserError
 
 COLUMNS = ("question", "answer")
 LOCAL_SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet", ".csv")
@@ -41,8 +42,6 @@ class QAPairs:
 
 def load_qa_pairs(source, split="train"):
     """Load question/answer pairs from `source` (see the module docstring)."""
-    import corpus
-
     if source == corpus.BUILTIN_NAME:
         try:
             rows = corpus.generate(split)

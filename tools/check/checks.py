@@ -1,11 +1,11 @@
-"""What check_assignment.py checks: each requirement of the assignment, run on anyone's files.
+"""What the self-check checks: each requirement of the assignment, run on anyone's files.
 
 Each check is a function of a `Submission` (the folder and notebook under test) registered with
 `@check(name, requires)`. It returns when the code meets the requirement and raises `Failed(got,
 first_input)` when it does not: what the code did, and the first input on which it differs from the
 assignment's worked example, its formula, or this project's reference implementation. Anything else
-the student's code raises is an error of that check. check_assignment.py runs every check in its
-own process with a time limit, so a crash or an endless loop stops only that check.
+the student's code raises is an error of that check. The runner (tools/check/__main__.py) runs every
+check in its own process with a time limit, so a crash or an endless loop stops only that check.
 
 Example (in a child process, after `isolate`):  CHECKS["inference.top_p"].run(Submission(folder))
 """
@@ -13,7 +13,6 @@ Example (in a child process, after `isolate`):  CHECKS["inference.top_p"].run(Su
 import ast
 import copy
 import importlib
-import math
 import os
 import sys
 import types
@@ -22,7 +21,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-ROOT = os.path.dirname(os.path.abspath(__file__))
+from support.probes import future_leak, padding_effect
+from tools.notebook import code_cells, load_definitions
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # this project
 MAX_LEN = 24  # QADataset checks: short enough that hand-made pairs hit every boundary
 TEMPLATE_DEFAULTS = dict(vocab_size=20_000, embed_size=512, num_heads=8, num_layers=5, dropout_p=0.1,
                          max_len=128)
@@ -85,21 +87,20 @@ class Reference:
         self.QADataset, self.build_sequence = dataset.QADataset, dataset.build_sequence
         self.DecoderBlock, self.sinusoidal_table = model.DecoderBlock, model.sinusoidal_table
         self.fit_tokenizer = tokenizer.fit_tokenizer
-        from data_sources import QAPairs
+        from support.data_sources import QAPairs
         self.QAPairs = QAPairs
         if notebook:  # Part 1 checks only: our notebook's definitions (imports matplotlib, datasets)
-            from imdb_notebook import load_definitions
             self.notebook = load_definitions()
 
 
 def isolate(student_folder, patch_datasets=True):
-    """Forget this project's modules and put the student's folder first on the import path, so
-    `import dataset` imports theirs. The Reference keeps what it already imported."""
-    ours = {"check_assignment", "assignment_checks"}
+    """Forget this project's course files (config, dataset, model, ...) and put the student's folder
+    first on the import path, so `import dataset` imports theirs. The Reference keeps what it
+    already imported; the machinery below the course files (support/) and the checker (tools/)
+    stay, as they import none of the course files."""
     for name, module in list(sys.modules.items()):
         path = getattr(module, "__file__", None) or ""
-        if (name not in ours and path.startswith(ROOT + os.sep)
-                and not path.startswith(os.path.join(ROOT, ".venv"))):
+        if os.path.dirname(path) == ROOT and not name.startswith(("support", "tools", "__main__")):
             del sys.modules[name]
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != ROOT]
     if student_folder:
@@ -158,7 +159,7 @@ class Submission:
         if not self.notebook:
             raise Skipped("no Part 1 notebook given")
         if self._notebook_module is None:  # once: class identities must stay the same
-            self._notebook_module = load_notebook_definitions(self.notebook)
+            self._notebook_module = load_definitions(self.notebook, strict=False)
         return self._notebook_module
 
     def notebook_get(self, name):
@@ -166,53 +167,6 @@ class Submission:
         if not hasattr(module, name):
             raise MissingCode(f"the notebook defines no {name} (the template's name for it)")
         return getattr(module, name)
-
-
-def notebook_code(path):
-    """The notebook's code cells, with Jupyter's `!shell` and `%magic` lines left out."""
-    import nbformat
-
-    notebook = nbformat.read(path, as_version=4)
-    cells = []
-    for cell in notebook.cells:
-        if cell.cell_type == "code":
-            lines = [line for line in cell.source.splitlines() if not line.lstrip().startswith(("!", "%"))]
-            cells.append("\n".join(lines))
-    return cells
-
-
-def load_notebook_definitions(path):
-    """The notebook's imports, classes, functions and plain constants, without running anything else
-    (no data loading, no training): every other statement of every code cell is left out.
-
-    Example: a cell `MAX_LENGTH = 256` and `def create_mask(...)` is kept, `model = train(...)` is not.
-    """
-    module = types.ModuleType("student_notebook")
-    module.__file__ = path
-    for number, source in enumerate(notebook_code(path)):
-        try:
-            tree = ast.parse(source)
-        except SyntaxError:
-            continue
-        for node in tree.body:
-            if not _is_definition(node):
-                continue
-            code = compile(ast.Module(body=[node], type_ignores=[]), f"notebook cell {number}", "exec")
-            try:
-                exec(code, module.__dict__)  # the student's own notebook, in this throwaway process
-            except Exception:  # noqa: BLE001 - a failing import or constant must not stop the others
-                pass
-    return module
-
-
-def _is_definition(node):
-    if isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef)):
-        return True
-    if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-        no_calls = not any(isinstance(n, ast.Call) for n in ast.walk(node.value))
-        return all(isinstance(t, ast.Name) for t in targets) and no_calls
-    return False
 
 
 # ----------------------------------------------------------------------------------------------
@@ -523,19 +477,14 @@ def logits_of(model, x, padding_mask=None):
 def check_no_future_leak(sub):
     model, _ = tiny_model(sub)
     torch.manual_seed(1)
-    x = torch.randint(4, 40, (2, 10))
+    x = torch.randint(4, TINY_VOCAB, (2, 10))
     for label, mask in (("no padding mask", None), ("a padding mask of all False",
                                                      torch.zeros(2, 10, dtype=torch.bool))):
-        base = logits_of(model, x, mask)
-        for t in range(9):
-            changed = x.clone()
-            changed[:, t + 1:] = (changed[:, t + 1:] + 7) % 36 + 4
-            out = logits_of(model, changed, mask)
-            leak = float((out[:, :t + 1] - base[:, :t + 1]).abs().max())
-            if leak > 1e-5:
-                raise Failed(f"changing tokens {t + 1}..9 changes the logits at positions 0..{t} by up to "
-                             f"{leak:.3g}: the model sees the future (is the causal mask bool?)",
-                             f"2 random sequences of 10 tokens, {label}, eval mode")
+        leak, t = future_leak(lambda ids, m: logits_of(model, ids, m), x, TINY_VOCAB, mask)
+        if leak > 1e-5:
+            raise Failed(f"changing tokens {t + 1}..9 changes the logits at positions 0..{t} by up to "
+                         f"{leak:.3g}: the model sees the future (is the causal mask bool?)",
+                         f"2 random sequences of 10 tokens, {label}, eval mode")
 
 
 @check("model.padding", "[PAD] tokens after a question, marked in the padding mask, do not change "
@@ -543,12 +492,9 @@ def check_no_future_leak(sub):
 def check_padding(sub):
     model, cfg = tiny_model(sub)
     torch.manual_seed(2)
-    real = torch.randint(4, 40, (1, 6))
-    padded = torch.cat([real, torch.full((1, 4), 2)], dim=1)
-    mask = torch.arange(10)[None, :] >= 6
-    alone, with_pads = logits_of(model, real), logits_of(model, padded, mask)[:, :6]
-    if not torch.isfinite(with_pads).all() or not close(with_pads, alone):
-        difference = float((with_pads - alone).abs().nan_to_num(float("inf")).max())
+    real = torch.randint(4, TINY_VOCAB, (1, 6))
+    difference = padding_effect(lambda ids, m: logits_of(model, ids, m), real, pad_id=2, n_pad=4)
+    if difference > FP32["atol"] + FP32["rtol"]:
         raise Failed(f"the real positions' logits change by up to {difference:.3g} when 4 [PAD] are "
                      "appended and masked", "1 sequence of 6 random tokens, then 4 x [PAD], eval mode")
 
@@ -741,7 +687,7 @@ def check_own_attention(sub):
     if not sub.notebook:
         raise Skipped("no Part 1 notebook given")
     trees = []
-    for number, source in enumerate(notebook_code(sub.notebook)):
+    for number, source in enumerate(code_cells(sub.notebook)):
         try:
             trees.append((number, source, ast.parse(source)))
         except SyntaxError:

@@ -1,4 +1,4 @@
-"""Checkpoint files: written atomically, read with `weights_only=True`, checked against the config.
+"""The checkpoint format: what train.py saves and resumes, and what the chat page reads.
 
 Files of one run (names from config), all written by TrainingState.save:
     model_filename      temp/model.pth      the weights: a plain state_dict, as the template saves it
@@ -10,15 +10,13 @@ Files of one run (names from config), all written by TrainingState.save:
 
 The weights are stored once (model.pth): a save of the default 36M model writes 145 MB of weights
 and 290 MB of AdamW moments (bench/bench_checkpoint_bytes.py). Read back by TrainingState.resume
-(train.py continues a run; a course-template checkpoint is accepted too) and by load_trained_model
-(inference.py, demo.py, the chat page).
+(train.py continues a run; a course-template checkpoint is accepted too) and by
+inference.load_trained_model (the CLI, the chat page, the tools).
 
-Every file is first written in full to a temporary file in the same folder and flushed to disk,
-then renamed over the old one, so a crash during a save leaves the previous checkpoint intact.
+Every file is written in full to a temporary file and renamed into place (support.files).
 model.pth and optimizer.pth are both written before either is renamed; a crash between the two
 renames leaves the new model.pth beside the finished new training state's temporary file, which
-resume recognises by the weights' fingerprint and adopts. Every read uses
-`torch.load(..., weights_only=True)`: no pickled code is ever run.
+resume recognises by the weights' fingerprint and adopts.
 """
 
 import glob
@@ -26,17 +24,19 @@ import hashlib
 import json
 import math
 import os
+import random
 import shutil
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
-from utils import (UserError, ensure_parent_dir, get_num_params, get_rng_state, library_versions,
-                   set_rng_state)
+from support.errors import UserError
+from support.files import atomic_write_json, ensure_parent_dir, load_file, replace, write_temporary
+from support.runtime import library_versions
 
 STATE_FORMAT = "inf265-train-state-v2"  # v1 held the weights too; resume still reads it
 OLD_STATE_FORMATS = ("inf265-train-state-v1",)
-ON_WINDOWS = os.name == "nt"
 
 # The config keys that fix the shapes of TransformerModel's tensors.
 MODEL_KEYS = ("vocab_size", "embed_size", "num_heads", "num_layers", "max_len")
@@ -45,103 +45,6 @@ MODEL_KEYS = ("vocab_size", "embed_size", "num_heads", "num_layers", "max_len")
 def sidecar_filename(model_filename):
     """temp/model.pth -> temp/model.json"""
     return os.path.splitext(model_filename)[0] + ".json"
-
-
-def _remove_stale_temporaries(path):
-    """Delete `path.tmp-PID` files left by writers that were killed (their PID no longer runs).
-
-    On Windows the test is the removal itself: a file that another process still has open cannot
-    be removed there, and os.kill(pid, 0) would send that process CTRL_C_EVENT instead of
-    testing it.
-    """
-    for stale in glob.glob(glob.escape(path) + ".tmp-*"):
-        pid = stale.rsplit("-", 1)[-1]
-        if pid.isdigit() and int(pid) != os.getpid() and (ON_WINDOWS or not _pid_running(int(pid))):
-            try:
-                os.remove(stale)
-            except OSError:
-                pass
-
-
-def _pid_running(pid):
-    """Whether process `pid` runs (POSIX; on Windows this is never asked, see above)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # exists, owned by someone else
-    return True
-
-
-def _temporary(path):
-    return f"{path}.tmp-{os.getpid()}"
-
-
-def write_temporary(path, write):
-    """Write a file that will replace `path` in full to its temporary name, flushed to disk;
-    returns that name. replace(path) then puts it in place."""
-    ensure_parent_dir(path)
-    _remove_stale_temporaries(path)
-    tmp = _temporary(path)
-    try:
-        with open(tmp, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-    except OSError as exc:
-        _discard(tmp)
-        raise UserError(f"could not write {path!r}: {exc.strerror or exc}") from None
-    return tmp
-
-
-def replace(path):
-    """Rename the temporary file written by write_temporary over `path` (atomic)."""
-    try:
-        os.replace(_temporary(path), path)
-    except OSError as exc:
-        _discard(_temporary(path))
-        raise UserError(f"could not write {path!r}: {exc.strerror or exc}") from None
-
-
-def _discard(tmp):
-    if os.path.exists(tmp):
-        os.remove(tmp)
-
-
-def _replace_atomically(path, write):
-    write_temporary(path, write)
-    replace(path)
-
-
-def atomic_save(obj, path):
-    """torch.save to `path` so that readers see the old file or the new one, never half of one."""
-    _replace_atomically(path, lambda handle: torch.save(obj, handle))
-
-
-def atomic_write_json(obj, path):
-    _replace_atomically(path, lambda handle: handle.write(json.dumps(obj, indent=2).encode()))
-
-
-def load_file(path, what="checkpoint"):
-    """torch.load(path, weights_only=True) with one-line errors for missing or damaged files."""
-    if not os.path.isfile(path):
-        raise UserError(f"{what} {path!r} not found")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated zip, pickle with code in it, random bytes, ...
-        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{what} {path!r} is damaged or not a PyTorch checkpoint ({reason}); "
-                        f"delete it (or pass --fresh to train.py) and train again") from None
-
-
-def file_sha256(path):
-    """Fingerprint of a file (the tokenizer), to tell whether a checkpoint was trained with it."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def weights_fingerprint(weights):
@@ -197,105 +100,30 @@ def shape_from_weights(weights, config):
             "max_len": int(max_len)}
 
 
-def head_count_for(shape, config):
-    """(num_heads, note saying where it came from) for weights of `shape` without model.json.
+# ----------------------------------------------------------------------------------------------
+# RNG states: part of the training state, so a resumed run draws what the interrupted one would
 
-    The weights cannot tell the head count: the attention's projection matrices have the same
-    shape for 4 or 8 heads, and a model built with the wrong count loads without complaint and
-    answers nonsense. So the count comes from --num_heads when given, else from the preset whose
-    shape the weights have; when the config's preset and the weights disagree, or no preset fits,
-    a UserError asks for --num_heads rather than guessing.
-    """
-    from config import DEFAULTS, PRESETS
-
-    def preset_value(preset, key):
-        return PRESETS[preset].get(key, DEFAULTS[key])
-
-    def fits(values):
-        return all(values(key) == shape[key] for key in shape)
-
-    missing = f"{sidecar_filename(config.model_filename)!r} is missing, so the head count is not in the checkpoint"
-    divisors = [n for n in range(1, shape["embed_size"] + 1) if shape["embed_size"] % n == 0]
-    how = (f"pass --num_heads N with the count used in training (N divides embed_size "
-           f"{shape['embed_size']}: {', '.join(map(str, divisors))})")
-    heads = config.num_heads
-    if heads != preset_value(config.preset, "num_heads"):
-        source = "--num_heads"
-    elif fits(lambda key: getattr(config, key)):
-        source = f"the config, preset {config.preset!r}, whose model shape these weights have"
-    else:
-        presets = [name for name in PRESETS if fits(lambda key: preset_value(name, key))]
-        if not presets:
-            raise UserError(f"{missing}, and the weights (embed {shape['embed_size']}, "
-                            f"{shape['num_layers']} layers, vocabulary {shape['vocab_size']}) fit no "
-                            f"preset to take it from: {how}")
-        other = preset_value(presets[0], "num_heads")
-        if other != heads:
-            raise UserError(f"{missing}: preset {config.preset!r} says num_heads={heads}, but the "
-                            f"weights have the shape of preset {presets[0]!r}, which has {other} heads; "
-                            f"pass --num_heads {other} if that is how it was trained, or {how}")
-        source = f"preset {presets[0]!r}, whose shape these weights have"
-    note = (f"note: {missing}: assuming num_heads={heads} (from {source}); if the model was "
-            f"trained with another head count its answers are wrong: {how}")
-    return heads, note
+def get_rng_state():
+    """Every RNG state training touches, as plain data that torch.load(weights_only=True) accepts."""
+    np_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+        "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
 
 
-def load_trained_model(config, device="cpu", tokenizer=None):
-    """(model in eval mode on `device`, info dict) from config.model_filename.
-
-    The model's shape comes from model.json, or from the weights themselves for a template
-    checkpoint, so a chat page started with another preset still builds the right model; then
-    info["notes"] says which head count was assumed and why (head_count_for). A
-    tokenizer whose vocabulary does not fit the model, or that is not the one the model was
-    trained with, is refused with a message saying what to do.
-    """
-    import types
-
-    from model import TransformerModel, standardize_keys
-
-    path = config.model_filename
-    if not os.path.isfile(path):
-        raise UserError(f"no trained model at {path!r}; train one with "
-                        f"`python train.py --preset {config.preset}` (or `make demo`), or download "
-                        f"model.pth, model.json and tokenizer.json from your Colab run's temp/ folder")
-    weights = load_file(path, "model checkpoint")
-    if not isinstance(weights, dict) or not any(k.endswith("embedding.weight") for k in weights):
-        raise UserError(f"{path!r} holds no TransformerModel weights; use model.pth, not optimizer.pth")
-    weights = standardize_keys(dict(weights))
-    info = read_sidecar(path)
-    shape, notes = info.get("model_shape"), []
-    if not shape:  # a template checkpoint: no model.json beside it
-        shape = shape_from_weights(weights, config)
-    cfg = types.SimpleNamespace(**{**vars(config), **shape})
-    if tokenizer is not None:
-        if tokenizer.get_vocab_size() > cfg.vocab_size:
-            raise UserError(f"tokenizer {config.tokenizer_filename!r} has {tokenizer.get_vocab_size()} "
-                            f"tokens but model {path!r} only {cfg.vocab_size}: they come from "
-                            f"different runs; use the tokenizer the model was trained with")
-        expected = info.get("tokenizer_sha256")
-        if expected and os.path.isfile(config.tokenizer_filename) and file_sha256(config.tokenizer_filename) != expected:
-            raise UserError(f"model {path!r} was trained with a different tokenizer than "
-                            f"{config.tokenizer_filename!r}; use the tokenizer.json of the same run")
-    if "num_heads" not in shape:
-        cfg.num_heads, note = head_count_for(shape, config)
-        shape, notes = {**shape, "num_heads": cfg.num_heads}, [note]
-    model = TransformerModel(cfg)
-    expected = model.state_dict()
-    missing, unexpected = sorted(set(expected) - set(weights)), sorted(set(weights) - set(expected))
-    if missing or unexpected:
-        raise UserError(f"model checkpoint {path!r} names its tensors differently from model.py "
-                        f"(missing: {', '.join(missing[:4]) or 'none'}{' ...' if len(missing) > 4 else ''}; "
-                        f"not in model.py: {', '.join(unexpected[:4]) or 'none'}"
-                        f"{' ...' if len(unexpected) > 4 else ''}): it was saved from a model whose "
-                        f"modules have other names; rename its keys to model.py's, or retrain")
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as exc:  # tensors of other shapes than the model.json beside them says
-        reason = " ".join(str(exc).split())[:300]
-        raise UserError(f"model checkpoint {path!r} does not fit the model shape in "
-                        f"{sidecar_filename(path)!r} ({reason}); use the model.json saved with "
-                        f"these weights, or retrain") from None
-    return model.to(device).eval(), {**info, "model_shape": shape, "notes": notes}
+def set_rng_state(state):
+    torch.set_rng_state(state["torch"])
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -379,7 +207,7 @@ class TrainingState:
             "epoch": self.progress.epoch,
             "global_step": self.progress.global_step,
             "val_loss": None if math.isnan(val_loss) else val_loss,
-            "parameters": get_num_params(self.model),
+            "parameters": sum(p.numel() for p in self.model.parameters() if p.requires_grad),
             "versions": state["versions"],  # the libraries that trained it (Colab's, say)
         }, sidecar_filename(config.model_filename))
 
