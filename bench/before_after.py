@@ -3,7 +3,8 @@
     .venv/bin/python bench/before_after.py REV bench/bench_decode.py --repeats 3
     .venv/bin/python bench/before_after.py REV --rounds 3 --pick "^this project" bench/bench_train.py --models tiny
 
-REV (a commit, tag or branch) is checked out into temp/before-REV (a git worktree, made once) and the
+REV (a commit, tag or branch) is checked out beside this folder, as ../NAME-before-REV (a git worktree,
+made once; `git worktree remove` deletes it), and the
 script runs there and here with the same arguments and the same Python, `--rounds` times, before
 then after, so that both meet the same state of the machine. Of each run's output it prints the
 lines matching --pick (a regular expression; default: lines starting with "this project"), and for
@@ -29,7 +30,8 @@ def worktree(rev):
     """The folder holding `rev` checked out (made with git worktree the first time)."""
     sha = subprocess.run(["git", "rev-parse", "--short", rev], cwd=ROOT, capture_output=True, text=True,
                          check=True).stdout.strip()
-    folder = os.path.join(ROOT, "temp", f"before-{sha}")
+    # Beside this checkout, so that paths relative to it (../shared/data) mean the same in both trees.
+    folder = os.path.join(os.path.dirname(ROOT), f"{os.path.basename(ROOT)}-before-{sha}")
     if not os.path.isdir(folder):
         subprocess.run(["git", "worktree", "add", "--detach", folder, sha], cwd=ROOT, check=True,
                        capture_output=True)

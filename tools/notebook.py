@@ -3,7 +3,8 @@
     python -m tools.notebook                     # full run on the real data, outputs saved into the notebook
     python -m tools.notebook --quick --output temp/imdb_quick.ipynb    # built-in reviews, about a minute
 
-`make imdb` and `make imdb-quick` run these. Tests, benchmarks and the self-check need the
+`make imdb` and `make imdb-quick` run these, printing which cell runs and the notebook's own lines and
+progress bars as they come. Tests, benchmarks and the self-check need the
 notebook's classes and functions but not its data loading or training:
 
     from tools.notebook import load_definitions
@@ -17,6 +18,7 @@ too (tools/check). Progress bars are stored as Jupyter shows them (each bar's la
 
 import argparse
 import ast
+import linecache
 import os
 import sys
 import time
@@ -70,8 +72,10 @@ def load_definitions(path=NOTEBOOK, strict=True):
     """
     module = types.ModuleType("notebook_definitions")
     module.__file__ = path
+    for number, source in enumerate(code_cells(path)):  # so that tracebacks quote the cells' lines
+        linecache.cache[f"{path}[cell {number}]"] = (len(source), None, source.splitlines(True), path)
     for number, node in definitions(path):
-        code = compile(ast.Module(body=[node], type_ignores=[]), f"{os.path.basename(path)}[cell {number}]", "exec")
+        code = compile(ast.Module(body=[node], type_ignores=[]), f"{path}[cell {number}]", "exec")
         try:
             exec(code, module.__dict__)  # a notebook's own definitions, run in this process on purpose
         except Exception:  # noqa: BLE001 - see the docstring
@@ -101,26 +105,47 @@ def collapse_streams(notebook):
     return notebook
 
 
+def run_notebook(notebook, folder):
+    """Execute `notebook` (an nbformat notebook) with `folder` as its working folder, printing which
+    cell runs and, as they come, the lines the notebook prints and its progress bars."""
+    from nbclient import NotebookClient
+
+    class ShowingProgress(NotebookClient):
+        def output(self, outs, msg, display_id, cell_index):
+            if msg["msg_type"] == "stream":  # print(), tqdm's bars (stderr, redrawn with \r)
+                stream = sys.stderr if msg["content"]["name"] == "stderr" else sys.stdout
+                stream.write(msg["content"]["text"])
+                stream.flush()
+            return super().output(outs, msg, display_id, cell_index)
+
+    code = [i for i, cell in enumerate(notebook.cells) if cell.cell_type == "code"]
+
+    def announce(cell, cell_index):
+        first = next((line for line in cell.source.splitlines() if line.strip() and not line.startswith("#")), "")
+        print(f"\n[cell {code.index(cell_index) + 1}/{len(code)}] {first[:90]}", flush=True)
+
+    ShowingProgress(notebook, timeout=None, kernel_name="python3", on_cell_execute=announce,
+                    resources={"metadata": {"path": folder}}).execute()
+    return notebook
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Run imdb_sentiment_encoder.ipynb and save its outputs.")
     parser.add_argument("--quick", action="store_true", help="built-in generated reviews, small model")
     parser.add_argument("--output", default=NOTEBOOK, help="where to write the executed notebook")
     args = parser.parse_args(argv)
-    from nbclient import NotebookClient
-
     if args.quick:
         os.environ["INF265_QUICK"] = "1"
     os.environ.pop("MPLBACKEND", None)  # let the kernel pick its inline backend, so plots are saved
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     start = time.time()
-    print(f"Running {os.path.basename(NOTEBOOK)}{' in quick mode' if args.quick else ''}; "
-          "outputs appear when it finishes (the full run: 18 minutes on 2 cores with native bf16, longer in fp32).",
+    print(f"Running {os.path.basename(NOTEBOOK)}{' in quick mode' if args.quick else ''} (the full run: "
+          f"about 18 minutes on 2 cores with native bf16, longer in fp32); cells and progress as they run.",
           flush=True)
-    NotebookClient(notebook, timeout=None, kernel_name="python3",
-                   resources={"metadata": {"path": os.path.dirname(NOTEBOOK)}}).execute()
+    run_notebook(notebook, os.path.dirname(NOTEBOOK))
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     nbformat.write(collapse_streams(notebook), args.output)
-    print(f"Wrote {args.output} after {time.time() - start:.0f} s")
+    print(f"\nWrote {args.output} after {time.time() - start:.0f} s")
 
 
 if __name__ == "__main__":
