@@ -21,7 +21,6 @@ passes (skipped checks, for a part not given, do not count against it).
 
 import argparse
 import functools
-import glob
 import json
 import multiprocessing
 import os
@@ -33,24 +32,118 @@ import traceback
 from dataclasses import dataclass
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # this project
-PART2_FILES = ("config.py", "dataset.py", "model.py", "inference.py")
-STATUS_WORDS = {"pass": "pass ", "fail": "FAIL ", "error": "ERROR", "skipped": "skip "}
+PART2_FILES = ("config.py", "tokenizer.py", "dataset.py", "model.py", "inference.py", "utils.py")
+PART2_NAMES = {"dataset.py": "class QADataset", "model.py": "class TransformerModel",
+               "inference.py": "def top_p_sampling"}  # at least one of them: this assignment, not another
+NOTEBOOK_NAME = "imdb_sentiment_encoder.ipynb"
+SKIPPED_FOLDERS = {".venv", "venv", "env", ".env", "site-packages", "node_modules", ".git", "__pycache__",
+                   ".ipynb_checkpoints", ".tox", "temp", "build", "dist"}
+MAX_DEPTH = 6  # folders below PATH searched for the course layout
+STATUS_WORDS = {"pass": "pass ", "fail": "FAIL ", "error": "ERROR", "not run": "N/A  ", "skipped": "skip "}
+WHAT_A_SUBMISSION_HOLDS = (f"a submission folder holds the template's Part 2 scripts ({', '.join(PART2_FILES)}; at "
+                           f"least three of them, in one folder) and/or the Part 1 notebook ({NOTEBOOK_NAME}, or "
+                           f"a notebook defining MultiheadAttention), at any depth (the course's "
+                           f"01_encoder_sentiment_classifier/ and 02_decoder_chatbot/ layout too); PATH may also "
+                           f"be the notebook itself")
+
+
+class NotASubmission(Exception):
+    """A path the checker cannot check as one submission; the message says why and what it needs."""
+
+
+@dataclass
+class Found:
+    """One submission: its folder, and its Part 2 folder and Part 1 notebook (either may be None)."""
+
+    path: str
+    part2: str = None
+    notebook: str = None
+    problem: str = None  # why `path` is not a submission (then nothing is checked)
+
+
+def is_part2_folder(folder):
+    """At least three of the Part 2 scripts, and one of the names only this assignment has."""
+    present = [name for name in PART2_FILES if os.path.isfile(os.path.join(folder, name))]
+    if len(present) < 3:
+        return False
+    return any(os.path.isfile(os.path.join(folder, name)) and text in read(os.path.join(folder, name))
+               for name, text in PART2_NAMES.items())
+
+
+def is_assignment_notebook(path):
+    return os.path.basename(path) == NOTEBOOK_NAME or "class MultiheadAttention" in read(path)
+
+
+def read(path):
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return f.read()
+
+
+def candidates(folder):
+    """(Part 2 folders, notebooks) anywhere below `folder`, skipping virtual environments and caches."""
+    part2, notebooks = [], []
+    for here, subfolders, files in os.walk(folder):
+        depth = os.path.relpath(here, folder).count(os.sep) + (here != folder)
+        subfolders[:] = sorted(d for d in subfolders if d not in SKIPPED_FOLDERS and not d.startswith(".")
+                               and depth < MAX_DEPTH)
+        if is_part2_folder(here):
+            part2.append(here)
+        notebooks += [os.path.join(here, f) for f in sorted(files)
+                      if f.endswith(".ipynb") and is_assignment_notebook(os.path.join(here, f))]
+    named = [n for n in notebooks if os.path.basename(n) == NOTEBOOK_NAME]
+    return part2, named or notebooks
+
+
+def find_submissions(path):
+    """[Found] for `path`: one submission, or one per student folder when `path` holds several.
+
+    NotASubmission when `path` is missing, is neither a folder nor a notebook, holds nothing of this
+    assignment, or holds two Part 2 folders (or notebooks) that cannot be told apart.
+    """
+    path = os.path.abspath(path)
+    if os.path.isfile(path):
+        if path.endswith(".ipynb"):
+            return [Found(path, None, path)]
+        raise NotASubmission(f"not a submission: {path} is a file, neither a folder nor a notebook; "
+                             f"{WHAT_A_SUBMISSION_HOLDS}")
+    if not os.path.isdir(path):
+        raise NotASubmission(f"no such file or folder: {path}; {WHAT_A_SUBMISSION_HOLDS}")
+    part2, notebooks = candidates(path)
+    if not part2 and not notebooks:
+        raise NotASubmission(f"no file of INF265 Project 3 found in {path}: looked for a folder with at least "
+                             f"three of {', '.join(PART2_FILES)} (one of them with QADataset, TransformerModel or "
+                             f"top_p_sampling) and for {NOTEBOOK_NAME} or a notebook defining MultiheadAttention, "
+                             f"in it and its subfolders")
+    if len(part2) <= 1 and len(notebooks) <= 1:
+        return [Found(path, part2[0] if part2 else None, notebooks[0] if notebooks else None)]
+    # Several: one submission per subfolder of `path` when two subfolders each hold a Part 2 folder or
+    # a notebook (a teacher's folder of students); into the one subfolder that holds them all.
+    def top(folder):
+        return os.path.relpath(folder, path).split(os.sep)[0]
+
+    part2_tops, notebook_tops = {top(p) for p in part2}, {top(os.path.dirname(n)) for n in notebooks}
+    tops = part2_tops | notebook_tops
+    if "." not in tops and (len(part2_tops) >= 2 or len(notebook_tops) >= 2):
+        return [found for name in sorted(tops) for found in _or_problem(os.path.join(path, name))]
+    if len(tops) == 1 and "." not in tops:
+        return find_submissions(os.path.join(path, tops.pop()))
+    what = part2 if len(part2) > 1 else notebooks
+    raise NotASubmission(f"{path} holds {len(what)} {'Part 2 folders' if what is part2 else 'Part 1 notebooks'} "
+                         f"that could each be the submission: {', '.join(what)}; give the one to check")
+
+
+def _or_problem(path):
+    """find_submissions(path), or one entry saying why `path` is not a submission."""
+    try:
+        return find_submissions(path)
+    except NotASubmission as problem:
+        return [Found(os.path.abspath(path), problem=str(problem))]
 
 
 def find_submission(path):
-    """(Part 2 folder or None, notebook path or None) inside `path`."""
-    path = os.path.abspath(path)
-    if os.path.isfile(path) and path.endswith(".ipynb"):
-        return None, path
-    if not os.path.isdir(path):
-        raise SystemExit(f"tools.check: {path} is neither a folder nor a notebook")
-    folders = [path] + sorted(p for p in glob.glob(os.path.join(path, "*")) if os.path.isdir(p))
-    part2 = next((f for f in folders if any(os.path.isfile(os.path.join(f, n)) for n in PART2_FILES)), None)
-    notebooks = [n for f in folders for n in sorted(glob.glob(os.path.join(f, "*.ipynb")))]
-    named = [n for n in notebooks if os.path.basename(n) == "imdb_sentiment_encoder.ipynb"]
-    defining = [n for n in notebooks if "class MultiheadAttention" in open(n, encoding="utf-8",
-                                                                           errors="replace").read()]
-    return part2, (named or defining or [None])[0]
+    """(Part 2 folder or None, notebook path or None) of the one submission `path` holds."""
+    (found,) = find_submissions(path)
+    return found.part2, found.notebook
 
 
 ENV = dict(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false", MPLBACKEND="Agg",
@@ -173,13 +266,22 @@ def run_in_child(task, result_file, reference=None):
             checks.CHECKS[task.name].run(submission)
         outcome = dict(status="pass")
     except checks.Failed as failure:
-        outcome = dict(status="fail", got=failure.got, first_input=failure.first_input)
+        outcome = dict(status="fail", got=failure.got, first_input=failure.first_input, faults=failure.faults)
     except checks.Skipped as skip:
         outcome = dict(status="skipped", got=str(skip))
     except checks.MissingCode as missing:
         outcome = dict(status="error", got=str(missing))
+    except checks.CheckCouldNotRun as problem:
+        outcome = dict(status="not run", got=f"the check could not run: {problem}")
     except BaseException as exc:  # noqa: BLE001 - the student's code may raise anything
-        outcome = dict(status="error", got=f"{type(exc).__name__}: {exc}{where_raised(exc, task)}")
+        where = where_raised(exc, task)
+        if where is None:  # raised in the checker's own code: its problem, not the student's
+            frame = traceback.extract_tb(exc.__traceback__)[-1]
+            outcome = dict(status="not run", got=f"the check could not run: {type(exc).__name__}: {exc} (in the "
+                           f"checker's {os.path.basename(frame.filename)} line {frame.lineno}; not an error of "
+                           f"the code checked, please report it)")
+        else:
+            outcome = dict(status="error", got=f"{type(exc).__name__}: {exc}{where}")
     with open(result_file, "w", encoding="utf-8") as f:
         json.dump(outcome, f)
 
@@ -195,24 +297,26 @@ class redirect_stdout_to_stderr:
 
 
 def where_raised(exc, task):
-    """' (at dataset.py line 42: ...)' for the innermost frame in the student's files."""
-    folders = [os.path.abspath(p) for p in (task.part2, task.notebook) if p]
+    """' (at dataset.py line 42: ...)' for the innermost frame in the student's files (their
+    scripts, or their notebook's cells), or None when the exception never passed through them."""
+    places = [os.path.abspath(p) for p in (task.part2, task.notebook) if p]
     frames = [f for f in traceback.extract_tb(exc.__traceback__)
-              if any(os.path.abspath(f.filename).startswith(d) for d in folders) or "notebook cell" in f.filename]
+              if any(os.path.abspath(f.filename.split("[cell ")[0]).startswith(p) for p in places)]
     if not frames:
-        return ""
+        return None
     frame = frames[-1]
-    return f" (at {os.path.basename(frame.filename)} line {frame.lineno}: {(frame.line or '').strip()})"
+    line = (frame.line or "").strip()
+    return f" (at {os.path.basename(frame.filename)} line {frame.lineno}{': ' + line if line else ''})"
 
 
 def check_folder(path, names, timeout, jobs, tokenizer_file):
     from tools.check import checks
 
-    part2, notebook = find_submission(path)
+    part2, notebook = path.part2, path.notebook
     tasks, skipped = [], {}
     for name in names:
         if checks.CHECKS[name].part == "Part 2" and part2 is None:
-            skipped[name] = "no Part 2 files (config.py, dataset.py, model.py, inference.py) found"
+            skipped[name] = f"no Part 2 files ({', '.join(PART2_FILES)}) found"
         elif checks.CHECKS[name].part == "Part 1" and notebook is None:
             skipped[name] = "no Part 1 notebook found"
         else:
@@ -223,26 +327,40 @@ def check_folder(path, names, timeout, jobs, tokenizer_file):
                        dict(check=n, status="skipped", got=skipped[n], first_input="", seconds=0.0)))
                for n in names]
     counts = {s: sum(r["status"] == s for r in results) for s in STATUS_WORDS}
-    return dict(path=os.path.abspath(path), part2=part2, notebook=notebook, results=results, counts=counts,
-                passed=counts["fail"] == counts["error"] == 0 and counts["pass"] > 0)
+    return dict(path=path.path, part2=part2, notebook=notebook, problem=None, results=results, counts=counts,
+                passed=counts["fail"] == counts["error"] == counts["not run"] == 0 and counts["pass"] > 0)
+
+
+def problem_report(found):
+    """The entry of a path that is not a submission: nothing checked, and why."""
+    return dict(path=found.path, part2=None, notebook=None, problem=found.problem, results=[],
+                counts={s: 0 for s in STATUS_WORDS}, passed=False)
 
 
 def report_card(report, seconds):
-    lines = [f"INF265 Project 3 self-check of {report['path']}",
-             f"  Part 2 files: {report['part2'] or 'not found'}",
-             f"  Part 1 notebook: {report['notebook'] or 'not found'}"]
+    lines = [f"INF265 Project 3 self-check of {report['path']}"]
+    if report["problem"]:
+        return "\n".join(lines + [f"  {report['problem']}"])
+    lines += [f"  Part 2 files: {report['part2'] or 'not found'}",
+              f"  Part 1 notebook: {report['notebook'] or 'not found'}"]
     width = max(len(r["check"]) for r in report["results"])
     for part in ("Part 2", "Part 1"):
         results = [r for r in report["results"] if r["part"] == part]
         if not results:
             continue
         if all(r["status"] == "skipped" for r in results):
-            lines.append(f"\n{part}: {len(results)} checks skipped ({results[0]['got']})")
+            lines.append(f"\n{part}: {plural(len(results), 'check')} skipped ({results[0]['got']})")
             continue
         lines.append(f"\n{part}")
         for r in results:
             lines.append(f"  {STATUS_WORDS[r['status']]}  {r['check']:<{width}}  {short(r['requires'])}")
-            if r["status"] in ("fail", "error"):
+            if r["status"] == "fail" and len(r.get("faults") or []) > 1:  # every fault of the check
+                lines.append(f"         requires: {r['requires']}")
+                for fault in r["faults"]:
+                    count = f" ({plural(fault['count'], 'input')})" if fault["count"] > 1 else ""
+                    lines.append(f"         got:      {fault['got']}{count}")
+                    lines.append(f"         input:    {fault['first_input']}")
+            elif r["status"] in ("fail", "error", "not run"):
                 lines.append(f"         requires: {r['requires']}")
                 lines.append(f"         got:      {r['got']}")
                 if r["first_input"]:
@@ -250,9 +368,34 @@ def report_card(report, seconds):
             elif r["status"] == "skipped":
                 lines.append(f"         ({r['got']})")
     c = report["counts"]
-    lines.append(f"\n{c['pass']} passed, {c['fail']} failed, {c['error']} errors, {c['skipped']} skipped "
-                 f"in {seconds:.0f} s")
+    could_not = f", {c['not run']} could not run" if c["not run"] else ""
+    lines.append(f"\n{c['pass']} passed, {c['fail']} failed, {plural(c['error'], 'error')}{could_not}, "
+                 f"{c['skipped']} skipped in {seconds:.0f} s")
     return "\n".join(lines)
+
+
+def plural(n, word):
+    """'1 check', '2 checks'"""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def select(names, only):
+    """The check names `--only` words select: a group ("dataset", "notebook"), a whole name
+    ("inference.top_p"), or the part after the dot ("own_attention"); a group wins over a part.
+
+    >>> select(["dataset.items", "notebook.dataset", "notebook.attention"], ["dataset"])
+    ['dataset.items']
+    >>> select(["dataset.items", "notebook.own_attention"], ["own_attention"])
+    ['notebook.own_attention']
+    """
+    chosen = set()
+    for word in only:
+        word = word.rstrip(".")
+        group = [n for n in names if n.split(".")[0] == word]
+        exact = [n for n in names if n == word]
+        part = [n for n in names if n.split(".", 1)[-1] == word]
+        chosen |= set(group or exact or part)
+    return [n for n in names if n in chosen]
 
 
 def short(text, width=70):
@@ -265,7 +408,9 @@ def main(argv=None):
                                      epilog="\n\n".join(__doc__.split("\n\n")[1:]))
     parser.add_argument("paths", nargs="*", metavar="PATH", help="folders (or notebooks) to check")
     parser.add_argument("--json", action="store_true", help="print one JSON object per PATH (a list)")
-    parser.add_argument("--only", action="append", help="run only checks whose name contains this")
+    parser.add_argument("--only", action="append",
+                        help="run only these checks: a group (dataset, model, inference, notebook), a name "
+                             "(inference.top_p) or the part after the dot (own_attention); repeatable")
     parser.add_argument("--timeout", type=float, default=60, help="seconds per check (default 60)")
     parser.add_argument("--jobs", type=int, default=min(4, os.cpu_count() or 1), help="checks run at once")
     parser.add_argument("--tokenizer", help="the student's tokenizer.json for the QADataset checks "
@@ -289,18 +434,18 @@ def main(argv=None):
     tokenizer_file = os.path.abspath(args.tokenizer) if args.tokenizer else None
     if tokenizer_file and not os.path.isfile(tokenizer_file):
         parser.error(f"--tokenizer {args.tokenizer}: no such file")
-    names = [n for n in checks.CHECKS if not args.only or any(o in n for o in args.only)]
+    names = select(list(checks.CHECKS), args.only) if args.only else list(checks.CHECKS)
     if not names:
-        parser.error(f"no check's name contains {' or '.join(args.only)} (see --list)")
+        parser.error(f"no check is named {' or '.join(args.only)} (see --list)")
     reports, start = [], time.perf_counter()
-    for path in args.paths:
-        report = check_folder(path, names, args.timeout, max(1, args.jobs), tokenizer_file)
-        if not report["part2"] and not report["notebook"]:
-            report["passed"] = False
-        reports.append(report)
-        if not args.json:
-            print(report_card(report, time.perf_counter() - start), flush=True)
-            start = time.perf_counter()
+    for path in args.paths:  # every path gets its entry, whatever the others are
+        for found in _or_problem(path):
+            report = (problem_report(found) if found.problem else
+                      check_folder(found, names, args.timeout, max(1, args.jobs), tokenizer_file))
+            reports.append(report)
+            if not args.json:
+                print(report_card(report, time.perf_counter() - start), flush=True)
+                start = time.perf_counter()
     if args.json:
         print(json.dumps(reports, indent=1))
     return 0 if all(r["passed"] for r in reports) else 1

@@ -55,11 +55,48 @@ def check(name, requires):
 
 
 class Failed(Exception):
-    """The code runs but does not do what the assignment requires."""
+    """The code runs but does not do what the assignment requires.
 
-    def __init__(self, got, first_input=""):
+    `faults` lists every requirement broken, as {"requirement", "got", "first_input", "count"}:
+    a check reports all the faults it sees in one run (Faults), not only the first.
+    """
+
+    def __init__(self, got, first_input="", faults=None):
         super().__init__(got)
         self.got, self.first_input = got, first_input
+        self.faults = faults or [dict(requirement="", got=got, first_input=first_input, count=1)]
+
+
+class Faults:
+    """What a check finds on all its inputs, grouped by the requirement each finding breaks: the
+    first input of each group and how many inputs broke it. `raise_if_any()` at the end of the check.
+
+    >>> faults = Faults()
+    >>> faults.add("[END] is the last target", "the last target is -100", "a long answer")
+    >>> faults.add("[END] is the last target", "the last target is -100", "a long question")
+    >>> faults.groups["[END] is the last target"]["count"]
+    2
+    """
+
+    def __init__(self):
+        self.groups = {}
+
+    def add(self, requirement, got, first_input=""):
+        group = self.groups.setdefault(requirement, dict(requirement=requirement, got=got,
+                                                         first_input=first_input, count=0))
+        group["count"] += 1
+
+    def raise_if_any(self):
+        if not self.groups:
+            return
+        faults = list(self.groups.values())
+        got = "; ".join(f"{f['got']}" + (f" ({f['count']} inputs)" if f["count"] > 1 else "") for f in faults)
+        raise Failed(got, faults[0]["first_input"], faults)
+
+
+class CheckCouldNotRun(Exception):
+    """The checker itself cannot run this check on the code given (a signature it cannot fill, a
+    problem of its own): said plainly, never counted as the student's error."""
 
 
 class Skipped(Exception):
@@ -273,21 +310,26 @@ def check_dataset_items(sub):
     theirs, _, cases, tokenizer = built_datasets(sub)
     if len(theirs) != len(cases):
         raise Failed(f"len(dataset) is {len(theirs)} for {len(cases)} pairs (model_train_fraction 1.0)")
+    faults = Faults()
     for i, case in enumerate(cases):
         item = theirs[i]
         where = case_input(case, tokenizer)
         if not isinstance(item, dict):
-            raise Failed(f"an item is a {type(item).__name__}, not a dict", where)
+            faults.add("an item is a dict", f"an item is a {type(item).__name__}, not a dict", where)
+            continue
         if list(item) != KEYS:
-            raise Failed(f"the keys are {list(item)}", where)
+            faults.add("the keys in the template's order", f"the keys are {list(item)}", where)
         for key, dtype in zip(KEYS, (torch.int64, torch.int64, torch.bool)):
-            value = item[key]
+            value = item.get(key)
             if not torch.is_tensor(value):
-                raise Failed(f"{key} is a {type(value).__name__}, not a tensor", where)
+                faults.add(f"{key} is a tensor", f"{key} is a {type(value).__name__}, not a tensor", where)
+                continue
             if value.dtype != dtype:
-                raise Failed(f"{key} has dtype {value.dtype}, not {dtype}", where)
+                faults.add(f"{key} is {dtype}", f"{key} has dtype {value.dtype}, not {dtype}", where)
             if tuple(value.shape) != (MAX_LEN,):
-                raise Failed(f"{key} has shape {tuple(value.shape)}, not ({MAX_LEN},) = (max_len,)", where)
+                faults.add(f"{key} has shape (max_len,)",
+                           f"{key} has shape {tuple(value.shape)}, not ({MAX_LEN},) = (max_len,)", where)
+    faults.raise_if_any()
 
 
 @check("dataset.layout", "the sequence is question ids, [SEP], answer ids, [END], then [PAD] up to "
@@ -297,6 +339,7 @@ def check_dataset_items(sub):
 def check_dataset_layout(sub):
     theirs, ours, cases, tokenizer = built_datasets(sub)
     pad = tokenizer.token_to_id("[PAD]")
+    faults = Faults()
     for i, case in enumerate(cases[:4]):
         got, expected = theirs[i], ours[i]
         for key in KEYS:
@@ -304,15 +347,19 @@ def check_dataset_layout(sub):
             if a.shape == b.shape and torch.equal(a.long(), b.long()):
                 continue
             if a.shape != b.shape:
-                raise Failed(f"{key} has shape {tuple(a.shape)}, not ({MAX_LEN},)", case_input(case, tokenizer))
+                faults.add(f"{key} has shape (max_len,)", f"{key} has shape {tuple(a.shape)}, not ({MAX_LEN},)",
+                           case_input(case, tokenizer))
+                continue
             position = int((a.long() != b.long()).nonzero()[0])
             window = slice(max(0, position - 3), position + 6)
             shown = (lambda t: t[window].tolist()) if key == "key_padding_mask" else (
                 lambda t: show(t[window], tokenizer))
             hint = layout_hint(key, a, b, expected, pad)
-            raise Failed(f"{key} differs from position {position}: at positions {window.start}.."
-                         f"{min(window.stop, MAX_LEN) - 1} expected {shown(b)}, got {shown(a)}"
-                         + (f". {hint}" if hint else ""), case_input(case, tokenizer))
+            faults.add(f"{key} as the assignment lays it out" + (f": {hint}" if hint else ""),
+                       f"{key} differs from position {position}: at positions {window.start}.."
+                       f"{min(window.stop, MAX_LEN) - 1} expected {shown(b)}, got {shown(a)}"
+                       + (f". {hint}" if hint else ""), case_input(case, tokenizer))
+    faults.raise_if_any()
 
 
 def layout_hint(key, got, expected, item, pad):
@@ -336,26 +383,51 @@ def layout_hint(key, got, expected, item, pad):
 def check_dataset_truncation(sub):
     theirs, _, cases, tokenizer = built_datasets(sub)
     sep, end = tokenizer.token_to_id("[SEP]"), tokenizer.token_to_id("[END]")
+    faults = Faults()
     for i, case in list(enumerate(cases))[4:]:
         item, where = theirs[i], case_input(case, tokenizer)
         source, target = item["source_sequence"].long(), item["target_sequence"].long()
+        if target.shape != (MAX_LEN,) or source.shape != (MAX_LEN,):
+            faults.add("the tensors have shape (max_len,)", f"target_sequence has shape {tuple(target.shape)}", where)
+            continue
         sequence = source.tolist() + target[-1:].tolist()
-        if target.shape != (MAX_LEN,):
-            raise Failed(f"target_sequence has shape {tuple(target.shape)}", where)
+        whole = show(sequence, tokenizer, limit=MAX_LEN + 1)
         if sequence.count(sep) != 1:
-            raise Failed(f"the sequence holds [SEP] {sequence.count(sep)} times: "
-                         f"{show(sequence, tokenizer, limit=MAX_LEN + 1)}", where)
+            faults.add("[SEP] stays in, once", f"the sequence holds [SEP] {sequence.count(sep)} times: {whole}", where)
         if int(target[-1]) != end:
-            raise Failed(f"the last target is {show(target[-1:], tokenizer)}, not [END] (whole sequence "
-                         f"{show(sequence, tokenizer, limit=MAX_LEN + 1)}): the model never learns to stop "
-                         "on long pairs", where)
+            faults.add("[END] is the last target", end_explanation(target, end, tokenizer), where)
         if bool(item["key_padding_mask"].any()) or bool((target == -100).any()):
-            raise Failed(f"a full-length pair has padding or -100 targets: {show(target, tokenizer)}", where)
-        question_ids, answer_ids = (tokenizer.encode(text).ids for text in case[1:])
-        before, after = sequence[:sequence.index(sep)], sequence[sequence.index(sep) + 1:-1]
-        if not _is_sublist(before, question_ids) or after != answer_ids[:len(after)]:
-            raise Failed(f"the kept tokens are not question tokens, [SEP], the start of the answer, [END]: "
-                         f"{show(sequence, tokenizer, limit=MAX_LEN + 1)}", where)
+            faults.add("a full-length pair has no padding",
+                       f"a full-length pair has padding or -100 targets: {show(target, tokenizer)}", where)
+        if sep in sequence:
+            question_ids, answer_ids = (tokenizer.encode(text).ids for text in case[1:])
+            before, after = sequence[:sequence.index(sep)], sequence[sequence.index(sep) + 1:-1]
+            if end in after:
+                after = after[:after.index(end)]
+            if not _is_sublist(before, question_ids) or after != answer_ids[:len(after)]:
+                faults.add("question tokens, [SEP], the answer's start, [END]",
+                           f"the kept tokens are not question tokens, [SEP], the start of the answer, [END]: {whole}",
+                           where)
+    faults.raise_if_any()
+
+
+def end_explanation(target, end, tokenizer):
+    """What happened to [END] in a long pair's target, in words true for this target."""
+    ids = target.tolist()
+    if end not in ids:
+        return (f"[END] is not among the targets ({show(target, tokenizer, limit=MAX_LEN)}): the model never "
+                "learns to stop on long pairs")
+    position = len(ids) - 1 - ids[::-1].index(end)
+    after = ids[position + 1:]
+    padding = sum(t == -100 or t == tokenizer.token_to_id("[PAD]") for t in after)
+    if padding == len(after):
+        return (f"[END] is target {position + 1} of {len(ids)}, followed by {len(after)} [PAD] "
+                f"(target -100): [END] is trained, but the pair is cut {len(after)} token"
+                f"{'s' if len(after) > 1 else ''} shorter than max_len + 1, so the last "
+                f"{'positions' if len(after) > 1 else 'position'} of every long pair "
+                f"{'are' if len(after) > 1 else 'is'} padding")
+    return (f"[END] is target {position + 1} of {len(ids)} and real tokens follow it "
+            f"({show(after, tokenizer)}): the model learns to go on after [END]")
 
 
 def _is_sublist(part, whole):
@@ -402,11 +474,39 @@ def check_causal_mask(sub):
                          f"{expected.int().tolist()}", f"seq_len {n}")
 
 
-@check("model.positional_encoding", "PositionalEncoding(embed_size, max_len) adds PE[pos, 2i] = "
-       "sin(pos / 10000^(2i/d)), PE[pos, 2i+1] = cos(pos / 10000^(2i/d)) to its input, stored "
-       "with register_buffer (not a parameter)")
+@check("model.positional_encoding", "the table the model adds to its token embeddings is PE[pos, 2i] = "
+       "sin(pos / 10000^(2i/d)), PE[pos, 2i+1] = cos(pos / 10000^(2i/d)), wherever it is built (a "
+       "PositionalEncoding module, a method, a buffer of the model), stored with register_buffer (not a parameter)")
 def check_positional_encoding(sub):
-    check_sinusoid(sub.get("model", "PositionalEncoding"), sub.ref.sinusoidal_table)
+    PositionalEncoding = getattr(sub.module("model"), "PositionalEncoding", None)
+    if PositionalEncoding is not None:  # the template's module, checked on its own too
+        check_sinusoid(PositionalEncoding, sub.ref.sinusoidal_table)
+    model, cfg = tiny_model(sub)
+    d, max_len = cfg.embed_size, cfg.max_len
+    where = (f"TransformerModel(vocab {TINY_VOCAB}, embed {d}, max_len {max_len}) in eval mode with its token "
+             f"embeddings zeroed: what reaches its first block, for {max_len} tokens")
+    if any(p.numel() == max_len * d and p.requires_grad for p in model.parameters()):
+        raise Failed("the table is a parameter: the optimizer changes it; store it with register_buffer", where)
+    compare_table(added_table(model, max_len), sub.ref.sinusoidal_table(max_len, d), where)
+
+
+def added_table(model, length):
+    """What `model` adds to its token embeddings at positions 0..length-1: the input of its first
+    block (a forward pre-hook on layers[0]) with every embedding row zeroed, in eval mode."""
+    layers = getattr(model, "layers", None)
+    if not isinstance(layers, nn.ModuleList) or len(layers) == 0:
+        raise MissingCode("TransformerModel has no layers (the template's ModuleList of DecoderBlocks)")
+    seen = []
+    hook = layers[0].register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(args[0] if args else next(iter(kwargs.values()))), with_kwargs=True)
+    try:
+        with torch.no_grad():
+            for embedding in (m for m in model.modules() if isinstance(m, nn.Embedding)):
+                embedding.weight.zero_()
+            logits_of(model, torch.randint(4, TINY_VOCAB, (1, length)))
+    finally:
+        hook.remove()
+    return seen[0][0]  # (length, d)
 
 
 def check_sinusoid(PositionalEncoding, table_of):
@@ -419,18 +519,23 @@ def check_sinusoid(PositionalEncoding, table_of):
     if not any(b.numel() == max_len * d for b in encoding.buffers()):
         raise Failed("no buffer holds the (max_len, embed_size) table; store it with register_buffer", where)
     added = encoding(torch.zeros(2, T, d))
-    added = added[0] if added.dim() == 3 else added
-    expected = table_of(max_len, d)[:T]
+    compare_table(added[0] if added.dim() == 3 else added, table_of(max_len, d)[:T], where)
+
+
+def compare_table(added, expected, where):
+    """Failed unless `added` (T, d) is the paper's table `expected`, naming the mix-up when it is one."""
+    T, d = expected.shape
+    if added.shape != expected.shape:
+        raise Failed(f"the table has shape {tuple(added.shape)}, not ({T}, {d})", where)
     if close(added.float(), expected, dict(atol=1e-4, rtol=1e-4)):
         return
-    for name, variant in sinusoid_variants(max_len, d).items():
-        if close(added.float(), variant[:T], dict(atol=1e-4, rtol=1e-4)):
+    for name, variant in sinusoid_variants(T, d).items():
+        if close(added.float(), variant, dict(atol=1e-4, rtol=1e-4)):
             raise Failed(f"the table is {name}", where)
-    if added.shape != expected.shape:
-        raise Failed(f"the output has shape {tuple(added.shape)}, not (2, {T}, {d})", where)
-    pos, dim = (int(i) for i in ((added - expected).abs() > 1e-4).nonzero()[0])
-    raise Failed(f"PE[{pos}, {dim}] is {float(added[pos, dim]):.5f}, the formula gives "
-                 f"{float(expected[pos, dim]):.5f}", where)
+    difference = (added.float() - expected).abs()
+    pos, dim = (int(i) for i in (difference > 1e-4).nonzero()[0])
+    raise Failed(f"the table differs from the paper's formula by up to {float(difference.max()):.3f}: PE[{pos}, {dim}] "
+                 f"is {float(added[pos, dim]):.5f}, the formula gives {float(expected[pos, dim]):.5f}", where)
 
 
 def sinusoid_variants(max_len, d):
@@ -623,7 +728,7 @@ def check_top_p(sub):
     probabilities = torch.softmax(logits / 0.7, dim=0)[[3, 1, 6]]
     expected, observed = probabilities / probabilities.sum(), counts[[3, 1, 6]] / TOP_P_DRAWS
     if (observed - expected).abs().max() > TOP_P_TOLERANCE:
-        raise Failed(f"tokens 3, 1, 6 are drawn with frequencies {observed.tolist()}, not "
+        raise Failed(f"tokens 3, 1, 6 are drawn with frequencies {[round(p, 3) for p in observed.tolist()]}, not "
                      f"{[round(p, 3) for p in expected.tolist()]}"
                      + (" (uniformly, not in proportion to their probabilities)"
                         if (observed - 1 / 3).abs().max() < TOP_P_TOLERANCE else ""), where)
@@ -652,28 +757,73 @@ def check_create_mask(sub):
 def check_notebook_attention(sub):
     Attention = sub.notebook_get("MultiheadAttention")
     torch.manual_seed(5)
-    ours = Attention(12, 3).eval()
-    reference = nn.MultiheadAttention(12, 3, batch_first=True).eval()
-    try:
-        with torch.no_grad():
-            reference.in_proj_weight.copy_(torch.cat([ours.query.weight, ours.key.weight, ours.value.weight]))
-            reference.in_proj_bias.copy_(torch.cat([ours.query.bias, ours.key.bias, ours.value.bias]))
-            reference.out_proj.load_state_dict(ours.out_proj.state_dict())
-    except AttributeError as exc:
-        raise MissingCode(f"MultiheadAttention needs nn.Linear layers named query, key, value and "
-                          f"out_proj, with bias, as the template names them ({exc})") from None
+    ours = build(Attention, "MultiheadAttention(dim, num_heads)", 12, 3).eval()
+    reference = attention_reference(ours, 12, 3)
     x = torch.randn(3, 7, 12)
     lengths = [7, 4, 1]
-    for label, mask in (("no padding", None), (f"padding after lengths {lengths}",
-                                               torch.arange(7)[None, :] >= torch.tensor(lengths)[:, None])):
+    faults = Faults()
+    # Called as the template's EncoderBlock calls it: with a padding mask, all False when nothing is padded.
+    for label, mask in (("no padding (a mask of all False)", torch.zeros(3, 7, dtype=torch.bool)),
+                        (f"padding after lengths {lengths}", torch.arange(7)[None, :] >= torch.tensor(lengths)[:, None])):
         with torch.no_grad():
             got = ours(x, x, x, mask)
             got = got[0] if isinstance(got, tuple) else got
             expected = reference(x, x, x, key_padding_mask=mask, need_weights=False)[0]
         if not close(got, expected):
             difference = float((got - expected).abs().nan_to_num(float("inf")).max())
-            raise Failed(f"the output differs from torch.nn.MultiheadAttention by up to {difference:.3g}",
-                         f"MultiheadAttention(12, 3), x of shape (3, 7, 12), {label}")
+            faults.add(f"equal to torch.nn.MultiheadAttention with {label.split(' (')[0]}",
+                       f"the output differs from torch.nn.MultiheadAttention by up to {difference:.3g}",
+                       f"MultiheadAttention(12, 3), x of shape (3, 7, 12), {label}")
+    faults.raise_if_any()
+
+
+NEUTRAL = {"dropout": 0.0, "dropout_p": 0.0, "p": 0.0, "drop": 0.0, "attn_dropout": 0.0, "dropout_rate": 0.0,
+           "bias": True, "batch_first": True}  # constructor parameters beyond the template's, and a harmless value
+
+
+def build(Class, template, *args):
+    """Class(*args) as the template calls it (`template`: its signature, "MultiheadAttention(dim,
+    num_heads)"); a required parameter beyond those that has a neutral value (a dropout
+    probability: 0) is filled, any other is a check that cannot run, said plainly."""
+    import inspect
+
+    try:
+        parameters = list(inspect.signature(Class).parameters.values())
+    except (TypeError, ValueError):  # no signature to read: call it as the template does
+        return Class(*args)
+    extra = {}
+    for parameter in parameters[len(args):]:
+        if parameter.default is not inspect.Parameter.empty or parameter.kind in (
+                inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+            continue
+        if parameter.name not in NEUTRAL:
+            shown = ", ".join(p.name for p in parameters)
+            raise CheckCouldNotRun(f"{Class.__name__}({shown}) needs {parameter.name!r} beyond the template's "
+                                   f"signature {template}, and the check cannot tell what to pass; give it a "
+                                   f"default value")
+        extra[parameter.name] = NEUTRAL[parameter.name]
+    return Class(*args, **extra)
+
+
+def attention_reference(ours, dim, heads):
+    """torch.nn.MultiheadAttention carrying the weights of the student's attention; a bias the
+    student's layers do not have is zero there (the same as none)."""
+    layers = [getattr(ours, name, None) for name in ("query", "key", "value", "out_proj")]
+    missing = [n for n, layer in zip(("query", "key", "value", "out_proj"), layers) if not isinstance(layer, nn.Linear)]
+    if missing:
+        raise MissingCode(f"MultiheadAttention needs nn.Linear layers named query, key, value and out_proj, as "
+                          f"the template names them; it has no {', '.join(missing)}")
+    reference = nn.MultiheadAttention(dim, heads, batch_first=True).eval()
+
+    def bias(layer):
+        return layer.bias if layer.bias is not None else torch.zeros(layer.out_features)
+
+    with torch.no_grad():
+        reference.in_proj_weight.copy_(torch.cat([layer.weight for layer in layers[:3]]))
+        reference.in_proj_bias.copy_(torch.cat([bias(layer) for layer in layers[:3]]))
+        reference.out_proj.weight.copy_(layers[3].weight)
+        reference.out_proj.bias.copy_(bias(layers[3]))
+    return reference
 
 
 FORBIDDEN = ("MultiheadAttention", "TransformerEncoder", "TransformerEncoderLayer",
@@ -712,7 +862,7 @@ def check_encoder_block(sub):
     Attention = sub.notebook_get("MultiheadAttention")
     d, T = 12, 6
     torch.manual_seed(6)
-    block = EncoderBlock(d, 3).eval()
+    block = build(EncoderBlock, "EncoderBlock(dim, num_heads, dropout=0.1)", d, 3).eval()
     attention, norms, linears = block_parts(block, Attention, d, figure=2)
     x = torch.randn(2, T, d)
     mask = torch.arange(T)[None, :] >= torch.tensor([T, 4])[:, None]
