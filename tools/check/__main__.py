@@ -3,20 +3,24 @@
     python -m tools.check PATH                  # a folder with the Part 2 scripts and/or the notebook
     python -m tools.check .                     # this project (everything passes); or: make check
     python -m tools.check subs/* --json > grades.json      # a teacher, one entry per folder
-    python -m tools.check PATH --only dataset   # only the checks whose name contains "dataset"
+    python -m tools.check PATH --only dataset   # only the dataset checks (--list names them all)
 
 Run it from this project's folder (the checks compare against its own implementation).
 
 PATH is a folder holding the template's Part 2 files (config.py, tokenizer.py, dataset.py, model.py,
-inference.py, utils.py) and/or the Part 1 notebook (imdb_sentiment_encoder.ipynb, or any notebook
-defining MultiheadAttention); the course layout with 01_encoder_sentiment_classifier/ and
-02_decoder_chatbot/ subfolders is found too. PATH may also be the notebook itself.
+inference.py, utils.py: at least three together) and/or the Part 1 notebook (imdb_sentiment_encoder.ipynb,
+or any notebook defining MultiheadAttention), at any depth: the course layout with
+01_encoder_sentiment_classifier/ and 02_decoder_chatbot/ subfolders is found too. PATH may also be the
+notebook itself. A folder whose subfolders each hold a submission (a teacher's folder of students) is
+checked one submission at a time; a path that is no submission gets an entry saying why, and the
+other paths are still checked.
 
 Every check (tools/check/checks.py says what each requires) runs in its own Python process with a
 time limit (--timeout, 60 s), so code that crashes, lacks a function or never returns gives an
-"error" line for that check and the others still run. Each failure says what the assignment requires,
-what the code did, and the first input on which it differs. Exit status 0 only when every check
-passes (skipped checks, for a part not given, do not count against it).
+"error" line for that check and the others still run; an exception in the checker's own code is "the
+check could not run", not the student's error. Each failure says what the assignment requires, and
+every fault the check saw, grouped by requirement, with its first input and how many inputs show it.
+Exit status 0 only when every check passes (skipped checks, for a part not given, do not count against it).
 """
 
 import argparse
