@@ -542,7 +542,7 @@ def main():
         plans = compare_plans(settings, temperatures, settings.seed or random.randrange(1, 2**31))
     else:
         plans = [settings]
-    streams = [AnswerStream(model, tokenizer, question, plan, special_ids, ban_special=ban_special)
+    streams = [AnswerStream(model, tokenizer, question, plan, special_ids, ban_special=ban_special, records=True)
                for plan in plans]
     asked = {"role": "user", "content": question,
              "notes": question_notes(typed, question, streams[0], model.max_len)}

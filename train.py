@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 from config import parse_cli
 from dataset import IGNORE_INDEX, BatchView, QADataset, epoch_batches, split_indices
 from model import TransformerModel
-from support.checkpoint import Progress, TrainingState, check_free_space
+from support.checkpoint import Progress, TrainingState, adopt_finished_state, check_free_space
 from support.errors import UserError
 from support.files import file_sha256
 from support.fused_loss import HiddenStates, linear_cross_entropy
@@ -208,7 +208,8 @@ def _train(config, runtime, fresh):
                 log.write(step=progress.global_step, epoch=epoch + 1, loss=f"{loss:.5f}", lr=f"{lr:.3e}",
                           tokens_per_s=f"{rate:.0f}", **val_columns(val_loss))
                 stop = bool(config.max_steps) and progress.global_step >= config.max_steps
-                if stop or schedule.due(progress.global_step):
+                last = progress.step_in_epoch == len(batches)  # then the epoch end below saves
+                if not last and (stop or schedule.due(progress.global_step)):
                     save_checkpoint(state, config, runtime, log)
                     schedule.saved()
                 if stop:
@@ -225,6 +226,9 @@ def _train(config, runtime, fresh):
             progress.next_epoch()
             save_checkpoint(state, config, runtime, log)
             schedule.saved()
+            if config.max_steps and progress.global_step >= config.max_steps:  # on an epoch's last step
+                runtime.log(f"Stopped after {progress.global_step} steps (--max_steps).")
+                break
     finally:
         log.close()
     if runtime.is_main and plot_loss_curve(log.rows, config.plot_filename):
@@ -279,6 +283,10 @@ def prepare_model(config, runtime, total_steps, num_pairs, tokenizer_hash, fresh
     data = {"num_pairs": num_pairs, "val_fraction": config.val_fraction, "batch_size": config.batch_size,
             "world_size": runtime.world_size, "length_grouping": config.length_grouping, "seed": config.seed}
     state = TrainingState(model, optimizer, scheduler, scaler, Progress(), data, tokenizer_hash)
+    if not fresh:
+        if runtime.is_main:  # mend a save cut between its two renames, before any process reads the files
+            adopt_finished_state(config)
+        runtime.barrier()
     message = None if fresh else state.resume(config)
     if message:
         runtime.log(message)

@@ -11,12 +11,12 @@ Files of one run (names from config), all written by TrainingState.save:
 The weights are stored once (model.pth): a save of the default 36M model writes 145 MB of weights
 and 290 MB of AdamW moments (bench/bench_checkpoint_bytes.py). Read back by TrainingState.resume
 (train.py continues a run; a course-template checkpoint is accepted too) and by
-inference.load_trained_model (the CLI, the chat page, the tools).
+inference.load_trained_run (the CLI, the chat page, the tools).
 
 Every file is written in full to a temporary file and renamed into place (support.files).
 model.pth and optimizer.pth are both written before either is renamed; a crash between the two
 renames leaves the new model.pth beside the finished new training state's temporary file, which
-resume recognises by the weights' fingerprint and adopts.
+adopt_finished_state recognises by the weights' fingerprint and renames into place before resuming.
 """
 
 import glob
@@ -98,6 +98,34 @@ def shape_from_weights(weights, config):
     max_len = weights["causal_mask"].shape[0] if "causal_mask" in weights else config.max_len
     return {"vocab_size": int(vocab), "embed_size": int(embed), "num_layers": len(layers),
             "max_len": int(max_len)}
+
+
+def adopt_finished_state(config):
+    """Mend a save that was cut between its two renames: model.pth is then newer than optimizer.pth,
+    and the newer training state lies finished in a temporary file, recognised by the weights'
+    fingerprint; rename it into place. True if it did. One process only (train.py's main one),
+    before any process resumes; a damaged file is left for resume to report."""
+    state_path = config.optimizer_filename
+    if not (os.path.isfile(state_path) and os.path.isfile(config.model_filename)):
+        return False
+    try:
+        state = load_file(state_path, "training state")
+        if not isinstance(state, dict) or "weights_sha256" not in state:
+            return False
+        fingerprint = weights_fingerprint(load_file(config.model_filename, "model checkpoint"))
+    except UserError:
+        return False
+    if state["weights_sha256"] == fingerprint:
+        return False
+    for candidate in sorted(glob.glob(glob.escape(state_path) + ".tmp-*")):
+        try:
+            finished = load_file(candidate, "training state")
+        except UserError:  # cut short while it was written
+            continue
+        if isinstance(finished, dict) and finished.get("weights_sha256") == fingerprint:
+            os.replace(candidate, state_path)
+            return True
+    return False
 
 
 # ----------------------------------------------------------------------------------------------
@@ -261,27 +289,14 @@ class TrainingState:
         return "\n".join([message, *notes])
 
     def _state_of_the_weights(self, state, config, start_over):
-        """Load model.pth into the model; return (the training state saved with those weights,
-        a note or None).
-
-        When a save was cut between its two renames, model.pth is newer than optimizer.pth, and
-        the newer state lies finished in a temporary file: adopt it. Without one (model.pth
-        copied from another run, say), train on from these weights with the older state, and
-        say that the run is no longer exact.
-        """
+        """Load model.pth into the model; return (the training state, a note or None). When model.pth
+        is not the one this state was saved with (a save cut between its renames, which
+        adopt_finished_state mends before resuming; or model.pth copied from another run), training
+        goes on from these weights with this state, and the note says the run is no longer exact."""
         weights = self._load_weights(config.model_filename, config, start_over)
-        fingerprint = weights_fingerprint(weights)
-        if state["weights_sha256"] == fingerprint:
+        if state["weights_sha256"] == weights_fingerprint(weights):
             return state, None
         path = config.optimizer_filename
-        for candidate in sorted(glob.glob(glob.escape(path) + ".tmp-*")):
-            try:
-                finished = load_file(candidate, "training state")
-            except UserError:  # cut short while it was written
-                continue
-            if isinstance(finished, dict) and finished.get("weights_sha256") == fingerprint:
-                os.replace(candidate, path)
-                return finished, None
         return state, (f"note: {config.model_filename} is not the model.pth that {path} was saved "
                        f"with (it was replaced after that save); training goes on from its weights with "
                        f"the optimizer state and position of {path}, so this run is no longer exactly "

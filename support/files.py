@@ -102,11 +102,6 @@ def _replace_atomically(path, write):
     replace(path)
 
 
-def atomic_save(obj, path):
-    """torch.save to `path` so that readers see the old file or the new one, never half of one."""
-    _replace_atomically(path, lambda handle: torch.save(obj, handle))
-
-
 def atomic_write_json(obj, path):
     _replace_atomically(path, lambda handle: handle.write(json.dumps(obj, indent=2).encode()))
 

@@ -274,7 +274,7 @@ class Runtime:
 
             module = DistributedDataParallel(
                 module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        return CompiledOrEager(module, self.log) if self.compile else module
+        return CompiledOrEager(module, self.log, self.distributed) if self.compile else module
 
     def close(self):
         if self.distributed and dist.is_initialized():
@@ -287,11 +287,14 @@ class CompiledOrEager:
 
     Inductor compiles the forward pass at the first call and the backward pass at the first
     backward, so a failure can surface in either: train.train_step runs both through run_step,
-    which says once what failed and runs the step again without compilation.
+    which says once what failed and runs the step again without compilation. Not under torchrun:
+    DistributedDataParallel may already have reduced some gradients of the failed backward, and
+    the other processes would not retry with this one, so there the run stops and says to pass
+    --compile off. Running out of memory is not a compiler failure and is raised as it is.
     """
 
-    def __init__(self, module, log):
-        self.module, self.compiled, self.log = module, torch.compile(module), log
+    def __init__(self, module, log, distributed=False):
+        self.module, self.compiled, self.log, self.distributed = module, torch.compile(module), log, distributed
 
     def __call__(self, *args, **kwargs):
         net = self.module if self.compiled is None else self.compiled  # (not `or`: bool() calls len())
@@ -304,9 +307,17 @@ class CompiledOrEager:
             return step()
         try:
             return step()
+        except OUT_OF_MEMORY:
+            raise
         except Exception as exc:  # noqa: BLE001 - any compiler failure falls back to eager mode
             first_line = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
-            self.log(f"torch.compile failed ({type(exc).__name__}: {first_line}); "
-                     f"continuing without compilation")
+            cause = f"{type(exc).__name__}: {first_line}"
+            if self.distributed:
+                raise UserError(f"torch.compile failed ({cause}); under torchrun the step cannot be rerun "
+                                f"without it, so rerun with --compile off") from exc
+            self.log(f"torch.compile failed ({cause}); continuing without compilation")
             self.compiled = None
         return step()
+
+
+OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)

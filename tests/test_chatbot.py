@@ -98,7 +98,8 @@ def direct_answer(loaded, question, **settings):
     model, tokenizer, ids = loaded
     defaults = dict(strategy="top-p", p=0.95, temperature=0.7, top_k=0, repetition_penalty=1.0,
                     max_new_tokens=min(100, model.max_len))
-    stream = AnswerStream(model, tokenizer, question, SamplingSettings(**{**defaults, **settings}), ids)
+    stream = AnswerStream(model, tokenizer, question, SamplingSettings(**{**defaults, **settings}), ids,
+                          records=True)
     return "".join(stream), stream
 
 

@@ -239,8 +239,12 @@ def test_a_folder_without_assignment_files_is_an_error(tmp_path):
 
 
 def test_the_course_layout_is_found(tmp_path):
-    """The course repository's layout: Part 1 and Part 2 in their own subfolders."""
-    from tools.check.__main__ import find_submission
+    """The course repository's layout: Part 1 and Part 2 in their own subfolders, one submission."""
+    from tools.check.__main__ import find_submissions
+
+    def found(path):
+        (submission,) = find_submissions(path)
+        return submission.part2, submission.notebook
 
     part1, part2 = tmp_path / "01_encoder_sentiment_classifier", tmp_path / "02_decoder_chatbot"
     part1.mkdir()
@@ -248,9 +252,26 @@ def test_the_course_layout_is_found(tmp_path):
     shutil.copy(os.path.join(ROOT, NOTEBOOK), part1 / NOTEBOOK)
     for name in PART2:
         shutil.copy(os.path.join(ROOT, name), part2 / name)
-    assert find_submission(tmp_path) == (str(part2), str(part1 / NOTEBOOK))
-    assert find_submission(part1 / NOTEBOOK) == (None, str(part1 / NOTEBOOK))
-    assert find_submission(part2) == (str(part2), None)
+    assert found(tmp_path) == (str(part2), str(part1 / NOTEBOOK))
+    assert found(part1 / NOTEBOOK) == (None, str(part1 / NOTEBOOK))
+    assert found(part2) == (str(part2), None)
+
+
+def test_students_with_one_part_each_are_not_merged_and_links_are_followed(tmp_path):
+    """alice gave only Part 2 and bob only a notebook of another name: two entries, each with its own
+    files; a teacher's folder of links to the students' folders is searched too."""
+    from tools.check.__main__ import find_submissions
+
+    copy_project(tmp_path / "subs" / "alice", notebook=False)
+    (tmp_path / "subs" / "bob").mkdir()
+    shutil.copy(os.path.join(ROOT, NOTEBOOK), tmp_path / "subs" / "bob" / "mywork.ipynb")
+    (tmp_path / "links").mkdir()
+    for name in ("alice", "bob"):
+        (tmp_path / "links" / name).symlink_to(tmp_path / "subs" / name)
+    for folder in ("subs", "links"):
+        found = {os.path.basename(f.path): (f.part2, f.notebook) for f in find_submissions(tmp_path / folder)}
+        assert found == {"alice": (str(tmp_path / folder / "alice"), None),
+                         "bob": (None, str(tmp_path / folder / "bob" / "mywork.ipynb"))}, found
 
 
 def test_the_students_own_tokenizer_file_can_be_used(tmp_path):
@@ -433,3 +454,23 @@ def test_numbers_are_tidy_and_words_agree(tmp_path):
     assert "Part 1: 1 check skipped" in card
     (report,) = check_json(ROOT, "--only", "dataset")
     assert [r["check"] for r in report["results"]] == ["dataset.items", "dataset.layout", "dataset.truncation"]
+
+
+def test_an_exception_in_the_checkers_own_code_is_never_the_students_when_checking_this_project():
+    """Checking this project itself (make check), the checker's frames in support/ and tools/ lie
+    under the folder checked; they still do not count as the student's code."""
+    from support.probes import expected_num_params
+    from tools.check.__main__ import Task, where_raised
+
+    try:
+        expected_num_params(None)  # raises in support/probes.py
+    except AttributeError as exc:
+        raised = exc.with_traceback(exc.__traceback__.tb_next)  # without this test's own frame
+    assert where_raised(raised, Task("model.parameters", ROOT, None, None)) is None
+    from model import TransformerModel
+
+    try:
+        TransformerModel.generate_causal_mask("four")  # raises in model.py, a file of the folder checked
+    except TypeError as exc:
+        raised = exc.with_traceback(exc.__traceback__.tb_next)
+    assert where_raised(raised, Task("model.parameters", ROOT, None, None)).startswith(" (at model.py line ")

@@ -6,6 +6,7 @@ import csv
 import os
 import shutil
 import subprocess
+import sys
 import zipfile
 
 import nbformat
@@ -65,9 +66,9 @@ def test_settings_are_one_form_cell_of_literals_and_the_last_cell_flushes_drive(
 def test_colab_notebook_runs_from_an_uploaded_zip_and_resumes(tmp_path):
     staging = tmp_path / "staging"
     upload(staging)
-    with zipfile.ZipFile(tmp_path / "inf265_project_3.zip", "w") as archive:  # what the README says to upload
+    with zipfile.ZipFile(tmp_path / "inf265_project_3.zip", "w") as archive:  # the folder zipped, as a file manager does
         for name in project_files():
-            archive.write(staging / name, name)
+            archive.write(staging / name, f"inf265_project_3/{name}")
     folder = tmp_path / "inf265_project_3"
     settings = dict(LOCAL_FOLDER=str(folder), PRESET="tiny", NUM_EPOCHS=1, PRECISION="fp32",
                     EXTRA_ARGS=TINY_ARGS + ["--max_steps", "12"])
@@ -105,3 +106,18 @@ def test_colab_notebook_refuses_libraries_older_than_supported(tmp_path):
         run(tmp_path, extra="import support.runtime\nsupport.runtime.OLDEST_SUPPORTED['torch'] = '99.0'",
             LOCAL_FOLDER=str(tmp_path),
             PRESET="tiny", EXTRA_ARGS=TINY_ARGS)
+
+
+def test_a_zip_made_by_git_archive_unpacks_too(tmp_path):
+    """git archive puts the files at the top of the zip (no folder around them): the notebook's unpacking
+    cell, run here on its own, gives the same folder."""
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    (unpack,) = [cell.source for cell in notebook.cells if "zipfile.ZipFile" in cell.source]
+    with zipfile.ZipFile(tmp_path / "inf265_project_3.zip", "w") as archive:
+        archive.writestr("config.py", "x = 1\n")
+        archive.writestr("support/errors.py", "y = 2\n")
+    result = subprocess.run([sys.executable, "-c", f"LOCAL_FOLDER = {str(tmp_path / 'inf265_project_3')!r}\n{unpack}"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "unpacked" in result.stdout, result.stderr
+    assert (tmp_path / "inf265_project_3" / "config.py").read_text() == "x = 1\n"
+    assert (tmp_path / "inf265_project_3" / "support" / "errors.py").exists()

@@ -38,7 +38,7 @@ def answers_of(session, model, tokenizer, ids):
     for question in QUESTIONS:
         stream = AnswerStream(model, tokenizer, question, session_settings(session), ids)
         pieces = list(stream)
-        out.append(("".join(pieces), [s.token_id for s in stream.steps]))
+        out.append(("".join(pieces), stream.token_ids))
     return out
 
 

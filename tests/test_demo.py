@@ -67,7 +67,7 @@ def test_heldout_accuracy_counts_exactly_the_right_answers(monkeypatch):
     rows = corpus.generate("heldout", seed=0)
 
     class ScriptedAnswers:
-        def __init__(self, model, tokenizer, question, settings, ids, records=True):
+        def __init__(self, model, tokenizer, question, settings, ids):
             n = [r["question"] for r in rows].index(question)
             self.answer = rows[n]["answer"] if n % 3 == 0 else "no idea"
 

@@ -405,7 +405,8 @@ def test_imdb_loading_reports_a_truncated_file(nb, tmp_path):
 @pytest.mark.parametrize("flags", [None, set(), {"avx2", "avx512f"}, {"avx512f", "avx512_bf16"}, {"amx_bf16"}])
 @pytest.mark.parametrize("onednn", [True, False])
 def test_notebooks_bf16_rule_is_the_projects(nb, flags, onednn):
-    """The notebook carries its own copy of the rule (it stands alone); it must decide as utils does."""
+    """The notebook carries its own copy of the rule (it stands alone); it must decide as
+    support.runtime.cpu_has_fast_bf16 does."""
     from support.runtime import Hardware, cpu_has_fast_bf16
 
     hardware = Hardware(cpu_flags=None if flags is None else frozenset(flags), onednn_bf16=onednn)

@@ -159,17 +159,17 @@ def test_steps_record_how_each_token_was_chosen():
 
 
 def test_records_are_computed_only_when_asked(monkeypatch, tokenizer):
-    """Decoding for text alone (the demo's accuracy, the CLI) builds no Step: records=False."""
+    """Decoding for text alone (the demo's accuracy, the CLI) builds no Step; the chat page asks."""
     import tools.answers
 
     calls = []
     monkeypatch.setattr(tools.answers, "record", lambda *args: calls.append(args))
     settings_ = SamplingSettings("greedy", max_new_tokens=5)
     ids = {"sep": SEP, "end": END}
-    quiet = AnswerStream(small_model(vocab_size=400), tokenizer, "hi?", settings_, ids, records=False)
+    quiet = AnswerStream(small_model(vocab_size=400), tokenizer, "hi?", settings_, ids)  # records: not asked
     text = "".join(quiet)
     assert not calls and not quiet.steps and quiet.token_ids
-    shown = AnswerStream(small_model(vocab_size=400), tokenizer, "hi?", settings_, ids)
+    shown = AnswerStream(small_model(vocab_size=400), tokenizer, "hi?", settings_, ids, records=True)
     assert "".join(shown) == text  # the same answer, now with a record per token
     assert len(calls) == len(shown.token_ids) == len(quiet.token_ids)
 
@@ -219,7 +219,7 @@ def test_an_answer_cut_by_the_length_limit_is_not_finished_by_end(tokenizer):
     stream = AnswerStream(model, tokenizer, "hi?", SamplingSettings("greedy", max_new_tokens=3),
                           {"sep": SEP, "end": END}, use_cache=False)
     list(stream)
-    assert len(stream.steps) == 3 and not stream.finished_by_end
+    assert len(stream.token_ids) == 3 and not stream.finished_by_end
 
 
 def test_answer_stream_finds_the_special_ids_itself(tokenizer):
@@ -267,7 +267,7 @@ def test_streaming_generator_answers_any_text(small, tokenizer, text):
     stream = AnswerStream(small, tokenizer, text, SamplingSettings("top-p", seed=0, max_new_tokens=10), ids)
     answer = "".join(stream)
     assert isinstance(answer, str) and answer == stream.text
-    assert not {ids["sep"], ids["pad"], ids["unk"]} & {s.token_id for s in stream.steps}
+    assert not {ids["sep"], ids["pad"], ids["unk"]} & set(stream.token_ids)
 
 
 @settings(max_examples=25, deadline=None)
@@ -277,7 +277,7 @@ def test_streamed_pieces_join_to_the_one_shot_answer(small, tokenizer, question,
     stream = AnswerStream(small, tokenizer, question, SamplingSettings("top-p", temperature=1.5, seed=seed,
                                                                        max_new_tokens=12), ids)
     pieces = list(stream)
-    answer_ids = [s.token_id for s in stream.steps if s.token_id != ids["end"]]
+    answer_ids = [t for t in stream.token_ids if t != ids["end"]]
     assert "".join(pieces) == tokenizer.decode(answer_ids)
     assert all(pieces)
 

@@ -202,6 +202,22 @@ def test_sigkill_then_resume_ends_equal_to_an_uninterrupted_run(pairs_folder, tm
     assert state["progress"]["epoch"] == 2
 
 
+def test_max_steps_on_an_epochs_last_step_stops_there_and_saves_once(pairs_folder, tmp_path, monkeypatch, capsys):
+    """--max_steps equal to the steps of one epoch: one epoch trained, one save, no step of the next."""
+    import support.checkpoint
+
+    saves, real_save = [], support.checkpoint.TrainingState.save
+    monkeypatch.setattr(support.checkpoint.TrainingState, "save",
+                        lambda state, config: saves.append(state.progress.global_step) or real_save(state, config))
+    cfg = tiny_run_config(fresh_copy(pairs_folder, tmp_path), num_epochs=3, checkpoint_every=0, val_fraction=0.05)
+    per_epoch = math.ceil(len(split_indices(600, 0.05, cfg.seed)[0]) / cfg.batch_size)
+    cfg.max_steps = per_epoch
+    train_model(cfg)
+    assert saves == [per_epoch], saves
+    assert f"Stopped after {per_epoch} steps" in capsys.readouterr().out
+    assert load_file(cfg.optimizer_filename)["progress"]["global_step"] == per_epoch
+
+
 def test_resume_with_another_model_shape_names_the_files(pairs_folder, tmp_path):
     folder = fresh_copy(pairs_folder, tmp_path)
     train_model(tiny_run_config(folder, num_epochs=1))
@@ -284,6 +300,36 @@ def test_compile_failure_in_the_backward_pass_falls_back_to_eager(pairs_folder, 
     assert out.count("torch.compile failed (RuntimeError: ptxas fatal: '.bf16' requires .target sm_80") == 1, out
     losses = logged_losses(cfg)
     assert len(losses) == 12 and np.mean(losses[-3:]) < np.mean(losses[:3])  # every step trained
+
+
+def test_compile_fallback_is_refused_under_torchrun_and_out_of_memory_is_not_a_compiler_failure(monkeypatch):
+    """Under DDP the other processes would not rerun the step: stop and say --compile off. Running out
+    of memory is raised as it is, never retried without compilation."""
+    from support.runtime import OUT_OF_MEMORY, CompiledOrEager
+
+    monkeypatch.setattr(torch, "compile", lambda module, **kw: module)
+    logged = []
+
+    def failing(error):
+        def step():
+            raise error
+        return step
+
+    with pytest.raises(UserError, match=r"torch.compile failed \(RuntimeError: ptxas\).*--compile off"):
+        CompiledOrEager(torch.nn.Linear(2, 2), logged.append, distributed=True).run_step(failing(RuntimeError("ptxas")))
+    with pytest.raises(OUT_OF_MEMORY):
+        CompiledOrEager(torch.nn.Linear(2, 2), logged.append).run_step(failing(OUT_OF_MEMORY("CUDA out of memory")))
+    assert logged == []
+    single, attempts = CompiledOrEager(torch.nn.Linear(2, 2), logged.append), []
+
+    def fails_once():
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise RuntimeError("no C++ compiler")
+        return 7
+
+    assert single.run_step(fails_once) == 7 and len(attempts) == 2  # in one process: rerun eagerly
+    assert len(logged) == 1 and single.compiled is None
 
 
 def test_tokenizer_larger_than_config_vocab_is_refused(pairs_folder, tmp_path):

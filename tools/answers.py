@@ -1,7 +1,7 @@
 """Answers for the chat page: the text streamed piece by piece, and, when asked, how each token
 was chosen (the page's "How was this answer sampled?" table).
 
-    stream = AnswerStream(model, tokenizer, "which is larger, 3 or 5?", SamplingSettings())
+    stream = AnswerStream(model, tokenizer, "which is larger, 3 or 5?", SamplingSettings(), records=True)
     text = "".join(stream)          # what st.write_stream shows as it comes
     stream.steps                    # a Step per token: probability, nucleus size, alternatives
 
@@ -55,8 +55,8 @@ def record(token_id, logits, settings):
 
 
 class AnswerStream:
-    """Iterate to get the answer's text piece by piece; `steps` records how each token was chosen
-    (records=True), `token_ids` what was generated ([END] included).
+    """Iterate to get the answer's text piece by piece; `token_ids` holds what was generated ([END]
+    included), and with records=True (the chat page asks) `steps` how each token was chosen.
 
     Each piece is the new suffix of decoding all ids so far, held back while it ends in an
     incomplete UTF-8 character (U+FFFD), so multi-byte characters never arrive broken and the
@@ -64,7 +64,7 @@ class AnswerStream:
     """
 
     def __init__(self, model, tokenizer, question, settings, special_ids=None, use_cache=True,
-                 ban_special=True, records=True):
+                 ban_special=True, records=False):
         from config import config as default_config
 
         self.model, self.tokenizer, self.settings = model, tokenizer, settings.check()

@@ -41,7 +41,7 @@ def evaluate_heldout(model, tokenizer, config, rows=None, show=0):
     greedy = SamplingSettings("greedy", max_new_tokens=model.max_len)
     right, per_family = 0, {}
     for i, row in enumerate(rows):
-        answer = "".join(AnswerStream(model, tokenizer, row["question"], greedy, ids, records=False))
+        answer = "".join(AnswerStream(model, tokenizer, row["question"], greedy, ids))
         ok = corpus.is_correct(answer, row["answer"])
         right += ok
         done, total = per_family.get(row["family"], (0, 0))
@@ -57,7 +57,7 @@ def show_answers(model, tokenizer, config, questions):
         print(f"Question: {question}")
         for strategy in ("greedy", "top-p"):
             settings = SamplingSettings(strategy, config.top_p, config.temperature, seed=config.seed)
-            answer = "".join(AnswerStream(model, tokenizer, question, settings, ids, records=False))
+            answer = "".join(AnswerStream(model, tokenizer, question, settings, ids))
             print(f"  {strategy:>6}: {answer}")
 
 

@@ -43,6 +43,7 @@ NOTEBOOK_NAME = "imdb_sentiment_encoder.ipynb"
 SKIPPED_FOLDERS = {".venv", "venv", "env", ".env", "site-packages", "node_modules", ".git", "__pycache__",
                    ".ipynb_checkpoints", ".tox", "temp", "build", "dist"}
 MAX_DEPTH = 6  # folders below PATH searched for the course layout
+COURSE_FOLDERS = ("01_encoder", "02_decoder")  # the course's two subfolders: one submission, not two
 STATUS_WORDS = {"pass": "pass ", "fail": "FAIL ", "error": "ERROR", "not run": "N/A  ", "skipped": "skip "}
 WHAT_A_SUBMISSION_HOLDS = (f"a submission folder holds the template's Part 2 scripts ({', '.join(PART2_FILES)}; at "
                            f"least three of them, in one folder) and/or the Part 1 notebook ({NOTEBOOK_NAME}, or "
@@ -84,18 +85,23 @@ def read(path):
 
 
 def candidates(folder):
-    """(Part 2 folders, notebooks) anywhere below `folder`, skipping virtual environments and caches."""
-    part2, notebooks = [], []
-    for here, subfolders, files in os.walk(folder):
-        depth = os.path.relpath(here, folder).count(os.sep) + (here != folder)
+    """(Part 2 folders, assignment notebooks) anywhere below `folder`, following links once each and
+    skipping virtual environments, caches and hidden folders."""
+    part2, notebooks, seen = [], [], set()
+    for here, subfolders, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(here)
+        depth = 0 if here == folder else os.path.relpath(here, folder).count(os.sep) + 1
+        if real in seen:
+            subfolders[:] = []
+            continue
+        seen.add(real)
         subfolders[:] = sorted(d for d in subfolders if d not in SKIPPED_FOLDERS and not d.startswith(".")
                                and depth < MAX_DEPTH)
         if is_part2_folder(here):
             part2.append(here)
         notebooks += [os.path.join(here, f) for f in sorted(files)
                       if f.endswith(".ipynb") and is_assignment_notebook(os.path.join(here, f))]
-    named = [n for n in notebooks if os.path.basename(n) == NOTEBOOK_NAME]
-    return part2, named or notebooks
+    return part2, notebooks
 
 
 def find_submissions(path):
@@ -118,22 +124,23 @@ def find_submissions(path):
                              f"three of {', '.join(PART2_FILES)} (one of them with QADataset, TransformerModel or "
                              f"top_p_sampling) and for {NOTEBOOK_NAME} or a notebook defining MultiheadAttention, "
                              f"in it and its subfolders")
-    if len(part2) <= 1 and len(notebooks) <= 1:
-        return [Found(path, part2[0] if part2 else None, notebooks[0] if notebooks else None)]
-    # Several: one submission per subfolder of `path` when two subfolders each hold a Part 2 folder or
-    # a notebook (a teacher's folder of students); into the one subfolder that holds them all.
+
     def top(folder):
         return os.path.relpath(folder, path).split(os.sep)[0]
 
-    part2_tops, notebook_tops = {top(p) for p in part2}, {top(os.path.dirname(n)) for n in notebooks}
-    tops = part2_tops | notebook_tops
-    if "." not in tops and (len(part2_tops) >= 2 or len(notebook_tops) >= 2):
+    tops = {top(p) for p in part2} | {top(os.path.dirname(n)) for n in notebooks}
+    if "." not in tops and len(tops) >= 2 and not all(t.startswith(COURSE_FOLDERS) for t in tops):
+        # a teacher's folder of students: one submission per subfolder, never mixed
         return [found for name in sorted(tops) for found in _or_problem(os.path.join(path, name))]
-    if len(tops) == 1 and "." not in tops:
+    if "." not in tops and len(tops) == 1:  # all in one subfolder (assignments/src/...): look there
         return find_submissions(os.path.join(path, tops.pop()))
-    what = part2 if len(part2) > 1 else notebooks
-    raise NotASubmission(f"{path} holds {len(what)} {'Part 2 folders' if what is part2 else 'Part 1 notebooks'} "
-                         f"that could each be the submission: {', '.join(what)}; give the one to check")
+    named = [n for n in notebooks if os.path.basename(n) == NOTEBOOK_NAME]
+    notebooks = named or notebooks
+    for what, found in (("Part 2 folders", part2), ("Part 1 notebooks", notebooks)):
+        if len(found) > 1:
+            raise NotASubmission(f"{path} holds {len(found)} {what} that could each be the submission: "
+                                 f"{', '.join(found)}; give the one to check")
+    return [Found(path, part2[0] if part2 else None, notebooks[0] if notebooks else None)]
 
 
 def _or_problem(path):
@@ -142,12 +149,6 @@ def _or_problem(path):
         return find_submissions(path)
     except NotASubmission as problem:
         return [Found(os.path.abspath(path), problem=str(problem))]
-
-
-def find_submission(path):
-    """(Part 2 folder or None, notebook path or None) of the one submission `path` holds."""
-    (found,) = find_submissions(path)
-    return found.part2, found.notebook
 
 
 ENV = dict(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false", MPLBACKEND="Agg",
@@ -304,8 +305,16 @@ def where_raised(exc, task):
     """' (at dataset.py line 42: ...)' for the innermost frame in the student's files (their
     scripts, or their notebook's cells), or None when the exception never passed through them."""
     places = [os.path.abspath(p) for p in (task.part2, task.notebook) if p]
+    checker = [os.path.join(ROOT, "support"), os.path.join(ROOT, "tools"),  # when checking this project itself
+               os.path.join(ROOT, ".venv")]
+
+    def inside(filename, place):
+        filename = os.path.abspath(filename.split("[cell ")[0])
+        return filename == place or filename.startswith(place.rstrip(os.sep) + os.sep)
+
     frames = [f for f in traceback.extract_tb(exc.__traceback__)
-              if any(os.path.abspath(f.filename.split("[cell ")[0]).startswith(p) for p in places)]
+              if any(inside(f.filename, p) for p in places) and not any(inside(f.filename, c) for c in checker)
+              and f"{os.sep}site-packages{os.sep}" not in f.filename]
     if not frames:
         return None
     frame = frames[-1]

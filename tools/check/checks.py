@@ -21,14 +21,14 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from support.probes import future_leak, padding_effect
+from support.probes import expected_num_params, future_leak, padding_effect
 from tools.notebook import code_cells, load_definitions
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # this project
 MAX_LEN = 24  # QADataset checks: short enough that hand-made pairs hit every boundary
 TEMPLATE_DEFAULTS = dict(vocab_size=20_000, embed_size=512, num_heads=8, num_layers=5, dropout_p=0.1,
                          max_len=128)
-TEMPLATE_PARAMS = 36_261_920  # TransformerModel at TEMPLATE_DEFAULTS (embedding, 5 blocks, fc_out)
+TEMPLATE_PARAMS = expected_num_params(types.SimpleNamespace(**TEMPLATE_DEFAULTS))  # 36,261,920
 TOP_P_LOGITS = [-1.0, 2.0, -3.0, 3.0, -3.0, 0.0, 2.0, 1.0]  # the assignment's worked example
 TOP_P_DRAWS, TOP_P_TOLERANCE = 3000, 0.04  # 0.04 is over 4.5 standard errors at 3,000 draws
 FP32 = dict(atol=1e-5, rtol=1e-5)
@@ -485,9 +485,13 @@ def check_positional_encoding(sub):
     d, max_len = cfg.embed_size, cfg.max_len
     where = (f"TransformerModel(vocab {TINY_VOCAB}, embed {d}, max_len {max_len}) in eval mode with its token "
              f"embeddings zeroed: what reaches its first block, for {max_len} tokens")
-    if any(p.numel() == max_len * d and p.requires_grad for p in model.parameters()):
-        raise Failed("the table is a parameter: the optimizer changes it; store it with register_buffer", where)
+    refuse_a_trainable_table(model, max_len * d, where)
     compare_table(added_table(model, max_len), sub.ref.sinusoidal_table(max_len, d), where)
+
+
+def refuse_a_trainable_table(module, size, where):
+    if any(p.numel() == size and p.requires_grad for p in module.parameters()):
+        raise Failed("the table is a parameter: the optimizer changes it; store it with register_buffer", where)
 
 
 def added_table(model, length):
@@ -513,9 +517,7 @@ def check_sinusoid(PositionalEncoding, table_of):
     d, max_len, T = 16, 50, 20
     encoding = PositionalEncoding(d, max_len)
     where = f"PositionalEncoding({d}, {max_len}) on zeros of shape (2, {T}, {d})"
-    if any(p.numel() == max_len * d for p in encoding.parameters()):
-        raise Failed("the table is a parameter: the optimizer changes it; store it with register_buffer",
-                     where)
+    refuse_a_trainable_table(encoding, max_len * d, where)
     if not any(b.numel() == max_len * d for b in encoding.buffers()):
         raise Failed("no buffer holds the (max_len, embed_size) table; store it with register_buffer", where)
     added = encoding(torch.zeros(2, T, d))
