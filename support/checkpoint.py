@@ -106,8 +106,9 @@ def adopt_finished_state(config):
     fingerprint; rename it into place. True if it did. One process only (train.py's main one),
     before any process resumes; a damaged file is left for resume to report."""
     state_path = config.optimizer_filename
-    if not (os.path.isfile(state_path) and os.path.isfile(config.model_filename)):
-        return False
+    finished = sorted(glob.glob(glob.escape(state_path) + ".tmp-*"))
+    if not finished or not (os.path.isfile(state_path) and os.path.isfile(config.model_filename)):
+        return False  # nothing to mend: no file is read (the usual case)
     try:
         state = load_file(state_path, "training state")
         if not isinstance(state, dict) or "weights_sha256" not in state:
@@ -117,12 +118,12 @@ def adopt_finished_state(config):
         return False
     if state["weights_sha256"] == fingerprint:
         return False
-    for candidate in sorted(glob.glob(glob.escape(state_path) + ".tmp-*")):
+    for candidate in finished:
         try:
-            finished = load_file(candidate, "training state")
+            newer = load_file(candidate, "training state")
         except UserError:  # cut short while it was written
             continue
-        if isinstance(finished, dict) and finished.get("weights_sha256") == fingerprint:
+        if isinstance(newer, dict) and newer.get("weights_sha256") == fingerprint:
             os.replace(candidate, state_path)
             return True
     return False
